@@ -1,0 +1,23 @@
+"""The tidy result schema shared by the runner (writer) and the report (reader). No torch import.
+
+One row per run x split x metric. The run's settings and all parameter counters repeat on every row.
+"""
+from __future__ import annotations
+
+# Columns, in order. `value` is empty (never a sentinel) when a metric could not be computed; `note` says why.
+COLUMNS = [
+    "preset", "run_id", "model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size",
+    "recipe",            # paper | script | own: which recipe variant the run used
+    "split", "metric", "value", "scale", "higher_is_better", "best_epoch", "note",
+    "params_trained", "params_stored", "params_head", "params_total", "params_percent",
+    "status",            # ok | failed
+    "error",
+    "train_seconds", "train_examples_per_s", "train_tokens_per_s", "eval_seconds", "peak_mem_mb",
+    "device", "torch_version", "transformers_version", "git_commit", "created_at",
+]
+
+NUMERIC = [
+    "seed", "lr", "epochs", "batch_size", "value", "best_epoch", "params_trained", "params_stored", "params_head",
+    "params_total", "params_percent", "train_seconds", "train_examples_per_s", "train_tokens_per_s",
+    "eval_seconds", "peak_mem_mb",
+]
