@@ -8,6 +8,11 @@ from __future__ import annotations
 COLUMNS = [
     "preset", "run_id", "model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size",
     "recipe",            # paper | script | own: which recipe variant the run used
+    "label",             # the table row as displayed, e.g. "LoRA (r=8)", "Adapter^P (b=16)"
+    "paper_table",       # "lora/Table 2", "prefix-tuning/Table 1", ... or "" when no paper row corresponds
+    "paper_version",     # arxiv-v1 | acl-2021 | arxiv-v2 (the version of the paper table the preset targets)
+    "paper_method",      # method name exactly as in results/paper.csv ("LoRA", "AdptP", "FT-TOP2", ...)
+    "paper_params",      # params_reported exactly as in results/paper.csv ("0.8M", "0.3M", ...) to tell rows apart
     "split", "metric", "value", "scale", "higher_is_better", "best_epoch", "note",
     "params_trained", "params_stored", "params_head", "params_total", "params_percent",
     "status",            # ok | failed
