@@ -20,8 +20,10 @@ install: $(PY)
 	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.4,<2.15" --index-url https://download.pytorch.org/whl/cpu
 	$(PY) -m pip install -q -e ".[test,minilm]"
 
+# pytest exits 5 when it collects no tests: that is a failure here, said in words.
 test:
-	$(PY) -m pytest -q -n 2 tests
+	@$(PY) -m pytest -q -n 2 tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 smoke:
 	$(PEFT_BENCH) grid smoke
