@@ -189,9 +189,11 @@ def apply_method(model, method):
     """Apply `method` to `model` in place; returns the model's Arch. Unsupported family or setting: ConfigError."""
     from methods import arch_of
 
+    training = model.training
     try:
         arch = arch_of(model)
         method.apply(model, arch)
+        model.train(training)  # injected modules follow the model's train/eval mode
     except ValueError as exc:  # UnsupportedFamily and settings that do not fit this model (e.g. topk.k > layers)
         raise ConfigError(f"method {method.name} on {getattr(model.config, 'model_type', '?')}: {exc}") from None
     return arch

@@ -115,7 +115,8 @@ class Method(Protocol):
       Injected modules are our own classes deriving from `MethodModule`, so the method's parameters are found by
       module type, never by a substring of a parameter name. `apply` raises UnsupportedFamily for a family
       (or a setting on a family) it cannot handle. It uses torch's global RNG for new weights (callers seed).
-      It must work on the meta device (counting builds models without weights);
+      It must work on the meta device (counting builds models without weights). Injected modules take the
+      train/eval mode of the module they replace or extend (`module.train(replaced.training)`);
     - optional `stored_count(model, arch) -> int`: how many parameters must be saved after training, head excluded.
       Default (when absent): the trained count. Prefix tuning stores length x layers x 2 x d, not its MLP.
     """

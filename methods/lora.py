@@ -45,6 +45,7 @@ class LoRALinear(nn.Linear, MethodModule):
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, **kw))
         _init_a(self.lora_A, self.in_features)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.train(base.training)   # keep the replaced layer's train/eval mode
 
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return {"lora_A": self.lora_A, "lora_B": self.lora_B}
@@ -96,6 +97,7 @@ class LoRAConv1D(Conv1D, MethodModule):
         self.lora_B = nn.Parameter(torch.zeros(len(self.slices), self.chunk, r, **kw))
         _init_a(self.lora_A, self.nx)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.train(base.training)   # keep the replaced layer's train/eval mode
 
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return {"lora_A": self.lora_A, "lora_B": self.lora_B}
