@@ -8,11 +8,14 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from methods.adapter import Adapter
 from methods.base import ARCHES, Arch, Method, MethodModule, ParamCounts, UnsupportedFamily, arch_of
 from methods.bitfit import BitFit
 from methods.counting import count_params, load_method_state, method_state_dict
 from methods.full import Full
 from methods.lora import LoRA, merge, unmerge
+from methods.prefix import Prefix, finalize
+from methods.prompt import Prompt
 from methods.top_k import TopK
 
 METHODS: dict[str, type] = {
@@ -20,6 +23,9 @@ METHODS: dict[str, type] = {
     "topk": TopK,
     "bitfit": BitFit,
     "lora": LoRA,
+    "adapter": Adapter,
+    "prefix": Prefix,
+    "prompt": Prompt,
 }
 
 
@@ -44,6 +50,6 @@ def method_from_dict(record: dict):
 
 __all__ = [
     "ARCHES", "Arch", "Method", "MethodModule", "ParamCounts", "UnsupportedFamily", "arch_of", "METHODS",
-    "count_params", "method_state_dict", "load_method_state", "merge", "unmerge", "method_to_dict",
+    "count_params", "method_state_dict", "load_method_state", "merge", "unmerge", "finalize", "method_to_dict",
     "method_from_dict", *[cls.__name__ for cls in METHODS.values()],
 ]
