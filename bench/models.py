@@ -132,8 +132,13 @@ def _auto_class(family: str, kind: str):
 
 def _check_architecture(info: ModelInfo, config) -> None:
     """A local copy must be the architecture the name promises (the counts and the papers depend on it)."""
+    if config.model_type != info.config["model_type"]:
+        raise ConfigError(
+            f"model {info.name}: loaded config has model_type={config.model_type}, the registry expects "
+            f"{info.config['model_type']}"
+        )
     for key, expected in info.config.items():
-        if key in ("model_type",) or key.endswith("_token_id") or not isinstance(expected, int):
+        if key.endswith("_token_id") or not isinstance(expected, int) or isinstance(expected, bool):
             continue
         got = getattr(config, key, expected)
         if got != expected:
