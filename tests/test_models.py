@@ -120,6 +120,11 @@ def test_make_method():
     assert make_method("lora", ["r=16", "method.alpha=32", "targets=q,k,v"]) == LoRA(r=16, alpha=32.0,
                                                                                      targets=("q", "k", "v"))
     assert make_method("topk", {"k": "3"}) == TopK(k=3)
+    assert make_method("lora", {"r": 4, "targets": ["q", "k"]}) == LoRA(r=4, targets=("q", "k"))   # typed values
+    with pytest.raises(ConfigError, match="lora.r must be an integer >= 1"):
+        make_method("lora", {"r": 0})
+    with pytest.raises(ConfigError, match="no field 'rank'"):
+        make_method("lora", {"rank": 4})
     for args, message in [(("nope", []), "unknown method 'nope'; known: full"),
                           (("lora", ["rank=2"]), "no field 'rank'; fields are: r, alpha"),
                           (("lora", ["r=two"]), "lora.r: expected an integer"),
