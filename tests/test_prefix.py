@@ -293,3 +293,18 @@ def test_extend_mask_causal_without_a_mask_is_bottom_right_aligned():
     assert _extend_mask(None, bidirectional, q_len=2, k_len=4, length=1, device="cpu") is None
     additive = torch.tensor([[[[0.0, -1e9]]]])
     assert torch.equal(_extend_mask(additive, causal, 1, 2, 2, "cpu"), torch.tensor([[[[0.0, 0.0, 0.0, -1e9]]]]))
+
+
+@pytest.mark.parametrize("name,kind", [("tiny-deberta", "classify"), ("tiny-gpt2", "generate")])
+def test_deepcopy_uses_the_copied_prefix(name, kind):
+    import copy
+
+    x = inputs()
+    model, _ = with_prefix(name, kind)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.equal(twin(**x).logits, model(**x).logits)
+        twin.prefix_encoder.embedding.add_(1.0)
+        assert not torch.allclose(twin(**x).logits, model(**x).logits)
+        Prefix().finalize(twin)                                    # the method's own handle on finalize
+    assert twin.prefix_encoder.finalized and not model.prefix_encoder.finalized
