@@ -1,0 +1,91 @@
+"""Learning curves from the runner's per-epoch logs: results/runs/<preset>/<run_id>/log.jsonl.
+
+Each log line is a JSON object with "epoch" and numeric keys; {"split", "metric", "value"} lines are the
+series "<split>/<metric>". Per task: training loss and the dev selection metric against the epoch, one line
+per run (colour = method, as in the other plots), the selected epoch marked. No logs: no figure.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from bench.report.aggregate import Grid, Run
+from bench.report.load import read_log
+from bench.report.plots import _save, axis_label, plot_metric, styles
+from bench.report.units import GLUE_METRIC, GLUE_SPLIT, convert, task_name
+
+LOSS_KEYS = ("train_loss", "loss", "train/loss")
+
+
+def dev_series(points: list[dict[str, float]], task: str, run: Run) -> tuple[str, str, str, bool | None] | None:
+    """(series key, metric, scale) of the dev selection metric in a log, if the log has one."""
+    keys = {k for p in points for k in p if k.startswith(f"{GLUE_SPLIT}/")}
+    if not keys:
+        return None
+    wanted = GLUE_METRIC.get(task)
+    key = f"{GLUE_SPLIT}/{wanted}" if wanted and f"{GLUE_SPLIT}/{wanted}" in keys else sorted(keys)[0]
+    metric = key.split("/", 1)[1]
+    logged = run.metrics.get((GLUE_SPLIT, metric))
+    return key, metric, logged.scale if logged else "", logged.higher_is_better if logged else None
+
+
+def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]:
+    """(files written, number of runs with a log)."""
+    style = styles(grid)
+    run_key = {}
+    for (key, task), cell in grid.cells.items():
+        for run in cell.runs:
+            run_key[run.run_id] = key
+    written, n_logs = [], 0
+    for task in grid.tasks:
+        runs = [(run, run_key[run.run_id]) for run in grid.runs if run.text["task"] == task]
+        logs = []
+        for run, key in runs:
+            points = read_log(runs_dir / run.run_id / "log.jsonl")
+            if points:
+                logs.append((run, key, points))
+        if not logs:
+            continue
+        n_logs += len(logs)
+        chosen = plot_metric(grid, task)
+        target_scale = "percent" if task in GLUE_METRIC else ""
+        fig, (ax_loss, ax_dev) = plt.subplots(1, 2, figsize=(12, 4.6))
+        seen_labels, dev_label = set(), None
+        for run, key, points in logs:
+            s = style[key]
+            ls = ":" if run.status == "failed" else "-"
+            label = s.label if s.label not in seen_labels else None
+            seen_labels.add(s.label)
+            loss_key = next((k for k in LOSS_KEYS if any(k in p for p in points)), None)
+            if loss_key:
+                xy = [(p["epoch"], p[loss_key]) for p in points if loss_key in p]
+                ax_loss.plot(*zip(*xy), ls=ls, marker=s.marker, ms=4, color=s.color, alpha=0.8, label=label)
+            series = dev_series(points, task, run)
+            if series is None:
+                continue
+            skey, metric, scale, hib = series
+            shown = target_scale if target_scale and convert(1.0, scale, target_scale) is not None else scale
+            xy = [(p["epoch"], convert(p[skey], scale, shown)) for p in points if skey in p]
+            ax_dev.plot(*zip(*xy), ls=ls, marker=s.marker, ms=4, color=s.color, alpha=0.8)
+            dev_label = axis_label(metric, GLUE_SPLIT, shown, hib) if shown else f"{metric} on dev (as logged)"
+            best = run.metrics.get(chosen) if chosen else None
+            if best is not None and best.best_epoch is not None:
+                at = [y for x, y in xy if x == best.best_epoch]
+                if at:
+                    ax_dev.plot([best.best_epoch], [at[0]], marker="*", ms=13, color=s.color, mec="black",
+                                ls="")
+        ax_loss.set_xlabel("epoch")
+        ax_loss.set_ylabel("training loss (mean per epoch)")
+        ax_loss.set_title(f"{task_name(task)}: training loss")
+        ax_dev.set_xlabel("epoch")
+        ax_dev.set_ylabel(dev_label or "dev metric (not logged)")
+        ax_dev.set_title(f"{task_name(task)}: dev selection metric (\u2605 = selected epoch)")
+        for ax in (ax_loss, ax_dev):
+            ax.grid(True, alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_loss.legend(fontsize=8, frameon=False, title="one line per run (seed)", title_fontsize=8)
+        fig.tight_layout()
+        written += _save(fig, out, f"curves_{task}")
+    return written, n_logs
