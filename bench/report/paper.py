@@ -8,6 +8,8 @@ params_reported, task, split, metric, value, std, scale):
 Renamed so that a result row joins on (model, task, split, metric, paper_method, paper_params, paper_version):
 version -> paper_version (arxiv-v1 | acl-2021 for Prefix-Tuning Table 1 / Table 2, arxiv-v2 for LoRA Tables 2
 and 3), method -> paper_method, params_reported -> paper_params; paper_table is "<paper>/<table>".
+The restricted rows of LoRA Table 2 keep the paper's dagger in their name ("LoRA\u2020", "AdptP\u2020",
+"AdptH\u2020") so that the join key is unique (RoBERTa-large LoRA 0.8M exists in both blocks).
 Added: higher_is_better (TER is the only lower-is-better metric of the tables) and params_approx, the printed
 count as a number for plotting ("0.3M" -> 300000; "0.1%" -> 0.1% of the model's full fine-tuning count
 printed in the same paper set, e.g. GPT-2 Medium 354.92M from LoRA Table 3; empty when nothing is printed).
@@ -102,7 +104,7 @@ def build_rows(source: Path) -> list[dict]:
             "paper_version": row["version"],
             "paper_table": f"{row['paper']}/{row['table']}",
             "model": row["model"],
-            "paper_method": row["method"],
+            "paper_method": row["method"] + ("\u2020" if row["setting"].startswith("restricted") else ""),
             "paper_params": row["params_reported"],
             "params_approx": "" if approx is None else f"{approx:.0f}",
             "setting": row["setting"],

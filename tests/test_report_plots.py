@@ -1,0 +1,41 @@
+"""Plot helpers: the Pareto front, the metric a task is plotted with, axis labels with units."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report.aggregate import build_grid
+from bench.report.load import read_log, read_results
+from bench.report.plots import axis_label, pareto, plot_metric
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "report"
+
+
+def test_pareto_higher_is_better():
+    points = [(1e5, 93.0), (3e5, 95.0), (1e6, 94.0), (1e8, 94.8), (1e8, 95.5), (3e5, 92.0)]
+    assert pareto(points, True) == [(1e5, 93.0), (3e5, 95.0), (1e8, 95.5)]
+
+
+def test_pareto_lower_is_better():
+    points = [(1e5, 0.50), (3e5, 0.40), (1e6, 0.45), (1e7, 0.30)]
+    assert pareto(points, False) == [(1e5, 0.50), (3e5, 0.40), (1e7, 0.30)]
+
+
+def test_axis_labels_carry_units():
+    assert axis_label("accuracy", "dev", "percent", True) == "Acc \u2191 on dev (%)"
+    assert axis_label("ter", "test-all", "fraction", False) == "TER \u2193 on test-all (0\u20131)"
+    assert axis_label("nist", "test", "raw", True) == "NIST \u2191 on test (raw score)"
+
+
+def test_plot_metric_is_the_papers_headline():
+    grid = build_grid(read_results(FIX / "glue.csv"))
+    assert plot_metric(grid, "rte") == ("dev", "accuracy")  # not f1 nor matthews, which rte also has
+    nlg = build_grid(read_results(FIX / "nlg.csv"))
+    assert plot_metric(nlg, "webnlg") == ("test-all", "bleu")
+
+
+def test_read_log_series(tmp_path):
+    points = read_log(FIX / "runs" / "fixture-glue" / "lora-sst2-s2" / "log.jsonl")
+    assert points[0] == {"epoch": 1.0, "train_loss": 0.69}
+    assert points[1] == {"epoch": 1.0, "dev/accuracy": 0.9}
+    assert len(points) == 6  # the line that is not JSON is skipped
+    assert read_log(tmp_path / "absent.jsonl") == []
