@@ -6,6 +6,7 @@ per run (colour = method, as in the other plots), the selected epoch marked. No 
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -52,30 +53,39 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
         chosen = plot_metric(grid, task)
         target_scale = "percent" if task in GLUE_METRIC else ""
         fig, (ax_loss, ax_dev) = plt.subplots(1, 2, figsize=(12, 4.6))
-        seen_labels, dev_label = set(), None
+        dev_label = None
+        by_key: dict = {}
         for run, key, points in logs:
             s = style[key]
             ls = ":" if run.status == "failed" else "-"
-            label = s.label if s.label not in seen_labels else None
-            seen_labels.add(s.label)
             loss_key = next((k for k in LOSS_KEYS if any(k in p for p in points)), None)
-            if loss_key:
-                xy = [(p["epoch"], p[loss_key]) for p in points if loss_key in p]
-                ax_loss.plot(*zip(*xy), ls=ls, marker=s.marker, ms=4, color=s.color, alpha=0.8, label=label)
+            loss = [(p["epoch"], p[loss_key]) for p in points if loss_key in p] if loss_key else []
+            dev = []
             series = dev_series(points, task, run)
-            if series is None:
-                continue
-            skey, metric, scale, hib = series
-            shown = target_scale if target_scale and convert(1.0, scale, target_scale) is not None else scale
-            xy = [(p["epoch"], convert(p[skey], scale, shown)) for p in points if skey in p]
-            ax_dev.plot(*zip(*xy), ls=ls, marker=s.marker, ms=4, color=s.color, alpha=0.8)
-            dev_label = axis_label(metric, GLUE_SPLIT, shown, hib) if shown else f"{metric} on dev (as logged)"
+            if series is not None:
+                skey, metric, scale, hib = series
+                shown = target_scale if target_scale and convert(1.0, scale, target_scale) is not None else scale
+                dev = [(p["epoch"], convert(p[skey], scale, shown)) for p in points if skey in p]
+                dev_label = axis_label(metric, GLUE_SPLIT, shown, hib) if shown else f"{metric} on dev (as logged)"
+            for ax, xy in ((ax_loss, loss), (ax_dev, dev)):
+                if xy:  # each seed thin, the median over seeds bold (below)
+                    ax.plot(*zip(*xy), ls=ls, lw=0.8, color=s.color, alpha=0.35)
             best = run.metrics.get(chosen) if chosen else None
             if best is not None and best.best_epoch is not None:
-                at = [y for x, y in xy if x == best.best_epoch]
+                at = [y for x, y in dev if x == best.best_epoch]
                 if at:
-                    ax_dev.plot([best.best_epoch], [at[0]], marker="*", ms=13, color=s.color, mec="black",
-                                ls="")
+                    ax_dev.plot([best.best_epoch], [at[0]], marker="*", ms=9, color=s.color, mec="black", mew=0.5,
+                                ls="", alpha=0.9, zorder=4)
+            if run.status == "ok":
+                by_key.setdefault(key, []).append((loss, dev))
+        for key, curves in by_key.items():
+            s = style[key]
+            n = len(curves)
+            for ax, idx in ((ax_loss, 0), (ax_dev, 1)):
+                med = _median_curve([c[idx] for c in curves])
+                if med:
+                    ax.plot(*zip(*med), lw=2.2, marker=s.marker, ms=5, color=s.color, mec="black", mew=0.4,
+                            label=f"{s.label} (median of {n})" if idx == 0 else None, zorder=3)
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("training loss (mean per epoch)")
         ax_loss.set_title(f"{task_name(task)}: training loss")
@@ -85,7 +95,18 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
         for ax in (ax_loss, ax_dev):
             ax.grid(True, alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax_loss.legend(fontsize=8, frameon=False, title="one line per run (seed)", title_fontsize=8)
+        ax_loss.legend(fontsize=8, frameon=False, title="bold: median over seeds; thin: each seed",
+                       title_fontsize=8)
         fig.tight_layout()
         written += _save(fig, out, f"curves_{task}")
     return written, n_logs
+
+
+def _median_curve(curves: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Per epoch, the median over the runs that logged that epoch."""
+    by_epoch: dict[float, list[float]] = {}
+    for curve in curves:
+        for x, y in curve:
+            if y is not None:
+                by_epoch.setdefault(x, []).append(y)
+    return [(x, statistics.median(ys)) for x, ys in sorted(by_epoch.items())]

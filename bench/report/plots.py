@@ -20,6 +20,7 @@ from bench.report.units import (arrow, convert, headline, metric_name, model_nam
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*"]
 COLORS = plt.get_cmap("tab10").colors
 PAPER_GREY = "0.45"
+FRONT_STYLES = ["--", ":", "-."]
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def params_plot(grid: Grid, paper: list[PaperRow], task: str, out: Path) -> list
                     mec="black", mew=0.6, capsize=3, zorder=3)
         handles.append(Line2D([], [], ls="", marker=s.marker, color=s.color, mec="black", ms=8,
                               label=f"ours: {s.label}" + (f" [{cell.flags}]" if cell.flags else "")))
-        ours.append((x, y))
+        ours.append((key.model, x, y))
         xs.append(x)
     linked = {(k.paper_method, k.paper_params, k.model, k.paper_version): style[k] for k in grid.rows}
     for p in _paper_points(grid, paper, task, split, metric):
@@ -136,13 +137,15 @@ def params_plot(grid: Grid, paper: list[PaperRow], task: str, out: Path) -> list
     if not ours and not handles:
         plt.close(fig)
         return []
-    front = pareto(ours, hib is not False)
-    if len(front) >= 1:
+    models = list(dict.fromkeys(m for m, _, _ in ours))
+    for model, dash in zip(models, FRONT_STYLES * len(models)):  # one front per model: sizes differ by model
+        front = pareto([(x, y) for m, x, y in ours if m == model], hib is not False)
         fx, fy = zip(*front)
-        ax.plot(fx, fy, ls="--", color="black", lw=1.2, zorder=1, drawstyle="steps-post")
+        ax.plot(fx, fy, ls=dash, color="black", lw=1.2, zorder=1, drawstyle="steps-post")
         ax.plot(fx, fy, ls="", marker="o", ms=17, mfc="none", mec="black", mew=1.0, zorder=1)
-        handles.append(Line2D([], [], ls="--", color="black", marker="o", mfc="none", ms=12,
-                              label="Pareto front (ours)"))
+        suffix = f", {model_name(model)}" if len(models) > 1 else ""
+        handles.append(Line2D([], [], ls=dash, color="black", marker="o", mfc="none", ms=12,
+                              label=f"Pareto front (ours{suffix})"))
     ax.set_xscale("log")
     ax.set_xlim(min(xs) / 2.5, max(xs) * 2.5)
     ax.set_xlabel("trainable parameters (stored, log scale)")

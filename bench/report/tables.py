@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bench.report.aggregate import Cell, Grid, RowKey
 from bench.report.paper import PaperRow
 from bench.report.units import (GLUE_METRIC, GLUE_SPLIT, GLUE_TASKS, NLG_COLUMNS, SPLIT_SHORT, arrow, convert,
-                                fmt_params, metric_name, model_name, task_name)
+                                fmt_params, fmt_percent, metric_name, model_name, task_name)
 
 PaperIndex = dict[tuple, PaperRow]
 
@@ -114,7 +114,7 @@ def _percent_text(grid: Grid, key: RowKey, tasks: list[str]) -> str:
                     - {None})
     if not values:
         return ""
-    return "/".join(f"{v:.2g}%" for v in values)
+    return "/".join(fmt_percent(v) for v in values)
 
 
 def _rows_for(grid: Grid, tasks: list[str]) -> list[RowKey]:

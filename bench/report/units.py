@@ -91,8 +91,20 @@ def decimals(scale: str) -> int:
 def fmt(value: float | None, scale: str, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return ""
-    text = f"{value:+.{decimals(scale)}f}" if signed else f"{value:.{decimals(scale)}f}"
+    d = decimals(scale)
+    if signed and round(value, d) == 0:
+        return f"\u00b1{0:.{d}f}"  # no "-0.0" / "+0.0" for a difference that rounds to zero
+    text = f"{value:+.{d}f}" if signed else f"{value:.{d}f}"
     return text.replace("-", "\u2212")  # a real minus sign
+
+
+def fmt_percent(value: float) -> str:
+    """Share of the base model: 100%, 3.1%, 0.069%."""
+    if value >= 10:
+        return f"{value:.0f}%"
+    if value >= 1:
+        return f"{value:.1f}%"
+    return f"{value:.2g}%"
 
 
 def unit_label(scale: str) -> str:
