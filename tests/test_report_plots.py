@@ -34,8 +34,25 @@ def test_plot_metric_is_the_papers_headline():
 
 
 def test_read_log_series(tmp_path):
-    points = read_log(FIX / "runs" / "fixture-glue" / "lora-sst2-s2" / "log.jsonl")
-    assert points[0] == {"epoch": 1.0, "train_loss": 0.69}
-    assert points[1] == {"epoch": 1.0, "dev/accuracy": 0.9}
-    assert len(points) == 6  # the line that is not JSON is skipped
-    assert read_log(tmp_path / "absent.jsonl") == []
+    log = read_log(FIX / "runs" / "fixture-glue" / "lora-sst2-s2" / "log.jsonl")
+    assert log.points[0] == {"epoch": 1.0, "train_loss": 0.69}
+    assert log.points[1] == {"epoch": 1.0, "dev_accuracy": 0.9}
+    assert len(log.points) == 6 and log.select is None  # the line that is not JSON is skipped
+    assert read_log(tmp_path / "absent.jsonl").points == []
+    # the runner's own form: one object per epoch naming its selection series
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"epoch": 1, "train_loss": 0.5, "dev_accuracy": 0.8, "dev_f1": 0.7, "select": "dev_f1"}\n')
+    log = read_log(path)
+    assert log.points == [{"epoch": 1.0, "train_loss": 0.5, "dev_accuracy": 0.8, "dev_f1": 0.7}]
+    assert log.select == "dev_f1"
+
+
+def test_dev_series_follows_the_runners_select_key():
+    from bench.report.curves import dev_series
+
+    grid = build_grid(read_results(FIX / "glue.csv"))
+    run = next(r for r in grid.runs if r.run_id == "full-sst2-s2")
+    log = read_log(FIX / "runs" / "fixture-glue" / "full-sst2-s2" / "log.jsonl")
+    assert dev_series(log, "sst2", run) == ("dev_accuracy", "accuracy", "fraction", True)
+    assert dev_series(read_log(FIX / "runs" / "fixture-glue" / "lora-sst2-s2" / "log.jsonl"), "sst2", run)[0] \
+        == "dev_accuracy"

@@ -1,7 +1,7 @@
 """Learning curves from the runner's per-epoch logs: results/runs/<preset>/<run_id>/log.jsonl.
 
 Each log line is a JSON object with "epoch" and numeric keys; {"split", "metric", "value"} lines are the
-series "<split>/<metric>". Per task: training loss and the dev selection metric against the epoch, one line
+series "<split>_<metric>" (the runner writes "dev_accuracy" directly). Per task: training loss and the dev selection metric against the epoch, one line
 per run (colour = method, as in the other plots), the selected epoch marked. No logs: no figure.
 """
 from __future__ import annotations
@@ -13,21 +13,29 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from bench.report.aggregate import Grid, Run
-from bench.report.load import read_log
-from bench.report.plots import _save, axis_label, plot_metric, styles
-from bench.report.units import GLUE_METRIC, GLUE_SPLIT, convert, task_name
+from bench.report.load import Log, read_log
+from bench.report.plots import save_figure, axis_label, plot_metric, styles
+from bench.report.units import GLUE_METRIC, GLUE_SPLIT, convert, headline, task_name
 
 LOSS_KEYS = ("train_loss", "loss", "train/loss")
 
 
-def dev_series(points: list[dict[str, float]], task: str, run: Run) -> tuple[str, str, str, bool | None] | None:
-    """(series key, metric, scale) of the dev selection metric in a log, if the log has one."""
-    keys = {k for p in points for k in p if k.startswith(f"{GLUE_SPLIT}/")}
-    if not keys:
-        return None
-    wanted = GLUE_METRIC.get(task)
-    key = f"{GLUE_SPLIT}/{wanted}" if wanted and f"{GLUE_SPLIT}/{wanted}" in keys else sorted(keys)[0]
-    metric = key.split("/", 1)[1]
+def dev_series(log: Log, task: str, run: Run) -> tuple[str, str, str, bool | None] | None:
+    """(series key, metric, scale, higher_is_better) of the dev selection metric in a log, if it has one:
+    the series the runner names in "select", else "dev_<selection metric>", else the first "dev_*" series."""
+    keys = {k for p in log.points for k in p}
+    prefix = f"{GLUE_SPLIT}_"
+    wanted = GLUE_METRIC.get(task) or (headline(task) or ("", "bleu"))[1]
+    if log.select in keys:
+        key = log.select
+    elif prefix + wanted in keys:
+        key = prefix + wanted
+    else:
+        dev = sorted(k for k in keys if k.startswith(prefix))
+        if not dev:
+            return None
+        key = dev[0]
+    metric = key[len(prefix):] if key.startswith(prefix) else key
     logged = run.metrics.get((GLUE_SPLIT, metric))
     return key, metric, logged.scale if logged else "", logged.higher_is_better if logged else None
 
@@ -44,9 +52,9 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
         runs = [(run, run_key[run.run_id]) for run in grid.runs if run.text["task"] == task]
         logs = []
         for run, key in runs:
-            points = read_log(runs_dir / run.run_id / "log.jsonl")
-            if points:
-                logs.append((run, key, points))
+            log = read_log(runs_dir / run.run_id / "log.jsonl")
+            if log.points:
+                logs.append((run, key, log))
         if not logs:
             continue
         n_logs += len(logs)
@@ -55,13 +63,14 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
         fig, (ax_loss, ax_dev) = plt.subplots(1, 2, figsize=(12, 4.6))
         dev_label = None
         by_key: dict = {}
-        for run, key, points in logs:
+        for run, key, log in logs:
+            points = log.points
             s = style[key]
             ls = ":" if run.status == "failed" else "-"
             loss_key = next((k for k in LOSS_KEYS if any(k in p for p in points)), None)
             loss = [(p["epoch"], p[loss_key]) for p in points if loss_key in p] if loss_key else []
             dev = []
-            series = dev_series(points, task, run)
+            series = dev_series(log, task, run)
             if series is not None:
                 skey, metric, scale, hib = series
                 shown = target_scale if target_scale and convert(1.0, scale, target_scale) is not None else scale
@@ -98,7 +107,7 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
         ax_loss.legend(fontsize=8, frameon=False, title="bold: median over seeds; thin: each seed",
                        title_fontsize=8)
         fig.tight_layout()
-        written += _save(fig, out, f"curves_{task}")
+        written += save_figure(fig, out, f"curves_{task}")
     return written, n_logs
 
 

@@ -87,17 +87,23 @@ def read_results(path: Path) -> list[Row]:
     return rows
 
 
-def read_log(path: Path) -> list[dict[str, float]]:
-    """A run's log.jsonl as one dict per line: "epoch" plus numeric series.
+@dataclass(frozen=True)
+class Log:
+    """A run's per-epoch log: one dict of numeric series per line, and the series the runner selected on."""
+    points: list[dict[str, float]]
+    select: str | None   # e.g. "dev_accuracy" when the runner names it ("select" key), else None
 
-    A line {"epoch", "split", "metric", "value"} becomes the series "<split>/<metric>"; every other numeric key
-    (e.g. "train_loss") is a series of its own. Lines without an epoch, or not JSON, are skipped.
-    """
+
+def read_log(path: Path) -> Log:
+    """A run's log.jsonl. Each line is a JSON object with "epoch" and numeric keys (e.g. "train_loss",
+    "dev_accuracy"); a line {"epoch", "split", "metric", "value"} becomes the series "<split>_<metric>";
+    a string "select" names the selection series. Lines without an epoch, or not JSON, are skipped."""
     points: list[dict[str, float]] = []
+    select = None
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
-        return points
+        return Log(points, select)
     for line in lines:
         try:
             obj = json.loads(line)
@@ -108,14 +114,16 @@ def read_log(path: Path) -> list[dict[str, float]]:
         point = {"epoch": float(obj["epoch"])}
         if "metric" in obj and _is_number(obj.get("value")):
             split = canonical_split(str(obj.get("split", "dev")))
-            point[f"{split}/{obj['metric']}"] = float(obj["value"])
+            point[f"{split}_{obj['metric']}"] = float(obj["value"])
         for key, value in obj.items():
             if key in ("epoch", "value") or not _is_number(value):
                 continue
             point[key] = float(value)
+        if isinstance(obj.get("select"), str):
+            select = obj["select"]
         if len(point) > 1:
             points.append(point)
-    return points
+    return Log(points, select)
 
 
 def _is_number(value) -> bool:

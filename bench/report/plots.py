@@ -63,7 +63,7 @@ def axis_label(metric: str, split: str, scale: str, hib: bool | None) -> str:
     return f"{text} ({unit})" if unit else f"{text} (raw score)"
 
 
-def _save(fig, out: Path, stem: str) -> list[Path]:
+def save_figure(fig, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out / f"{stem}.{ext}"
@@ -157,7 +157,7 @@ def params_plot(grid: Grid, paper: list[PaperRow], task: str, out: Path) -> list
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False,
               title="filled = ours, hollow = paper (at the size it prints)", title_fontsize=8)
-    return _save(fig, out, f"params_{task}")
+    return save_figure(fig, out, f"params_{task}")
 
 
 def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
@@ -214,4 +214,4 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("Per-method summary across tasks", fontsize=12)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    return _save(fig, out, "summary")
+    return save_figure(fig, out, "summary")
