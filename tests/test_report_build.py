@@ -151,6 +151,13 @@ def test_bad_cells(tmp_path, column, value, message):
         build_report("bad", results_dir=results, out_root=tmp_path / "reports")
 
 
+def test_rows_of_another_preset_are_refused(tmp_path):
+    results = _results(tmp_path, "glue")
+    shutil.copy(results / "fixture-glue.csv", results / "other.csv")
+    with pytest.raises(ConfigError, match="holds rows of preset\\(s\\) fixture-glue, expected only 'other'"):
+        build_report("other", results_dir=results, out_root=tmp_path / "reports")
+
+
 def test_missing_results_file(tmp_path):
     with pytest.raises(ConfigError, match="collect"):
         build_report("nope", results_dir=tmp_path, out_root=tmp_path / "reports")
@@ -200,3 +207,28 @@ def test_report_never_imports_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "clean" in proc.stdout
     assert (tmp_path / "o" / "fixture-glue" / "params_sst2.png").is_file()
+
+
+def test_unmatched_paper_keys_are_reported(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = _fixture_rows()
+    for row in rows:
+        if row["paper_method"] == "BitFit":
+            row["paper_method"] = "Bitfit"  # a typo: must not silently lose the paper's numbers
+    _write(results / "fixture-glue.csv", COLUMNS, rows)
+    code = main(["report", "fixture-glue", "--results", str(results), "--out", str(tmp_path / "r"), "--no-plots"])
+    assert code == 0
+    assert "warning: no paper row in paper.csv for roberta-base BitFit (Bitfit 0.1M arxiv-v2)" in capsys.readouterr().out
+    index = (tmp_path / "r" / "fixture-glue" / "index.md").read_text()
+    assert "paper_method='Bitfit'" in index
+    glue = (tmp_path / "r" / "fixture-glue" / "glue.md").read_text()
+    bitfit = next(line for line in glue.splitlines() if "| BitFit |" in line)
+    assert "paper" not in bitfit.split("|", 4)[4]  # no paper value in its cells
+
+
+def test_latex_escapes_labels():
+    from bench.report.render import tex_escape
+
+    assert tex_escape("LoRA\u2020 (r=8, \u03b1=16)") == r"LoRA\textsuperscript{\dag} (r=8, $\alpha$=16)"
+    assert tex_escape("Adapter^P 3% & b_64 #1") == r"Adapter\textasciicircum{}P 3\% \& b\_64 \#1"

@@ -14,6 +14,8 @@ def run(args) -> int:
         return 0
     print(f"{args.preset}: {summary.runs_complete} complete, {summary.runs_failed} failed, "
           f"{summary.runs_missing} missing, {summary.runs_superseded} superseded")
+    for row in summary.unmatched:
+        print(f"warning: no paper row in paper.csv for {row}: its cells show no paper value")
     print(f"wrote {len(summary.files)} files to {summary.out_dir}/ (start at index.md)")
     return 0
 

@@ -11,7 +11,7 @@ from bench.report.aggregate import Grid, build_grid
 from bench.report.load import read_results
 from bench.report.paper import PaperRow, read_paper
 from bench.report.render import long_markdown, to_latex, to_markdown
-from bench.report.tables import glue_table, long_rows, nlg_table
+from bench.report.tables import glue_table, long_rows, nlg_table, unmatched_rows
 from bench.report.units import GLUE_METRIC, model_name, task_name
 
 VERSIONS = {
@@ -30,6 +30,7 @@ class ReportSummary:
     runs_missing: int = 0
     runs_superseded: int = 0
     empty: bool = False
+    unmatched: list[str] = field(default_factory=list)  # rows naming a paper row that paper.csv lacks
 
 
 def center_of(task: str) -> str:
@@ -64,6 +65,8 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
     summary.runs_complete, summary.runs_failed = grid.complete, len(grid.failed)
     summary.runs_missing, summary.runs_superseded = grid.missing, len(grid.superseded)
     summary.empty = not grid.runs
+    summary.unmatched = [f"{k.model} {k.display} ({k.paper_method} {k.paper_params} {k.paper_version})"
+                         for k in unmatched_rows(grid, paper)]
     tables = [t for t in (glue_table(grid, paper), nlg_table(grid, paper)) if t is not None]
     for table in tables:
         summary.files += _write(out / f"{table.name}.md", to_markdown(table))
@@ -147,6 +150,14 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
               "- paper version(s) compared against: " +
               ("; ".join(f"`{v}` = {VERSIONS.get(v, v)}" for v in versions) if versions else
                "none (no row of this preset names a paper row)"), ""]
+    unmatched = unmatched_rows(grid, paper)
+    if unmatched:
+        lines += ["**Rows naming a paper row that results/paper.csv does not have** (no paper values shown for "
+                  "them; the CSV's paper_method / paper_params / paper_version must be spelled as in "
+                  "results/paper.csv):", ""]
+        lines += [f"- {model_name(k.model)} {k.display}: paper_method={k.paper_method!r}, "
+                  f"paper_params={k.paper_params!r}, paper_version={k.paper_version!r}" for k in unmatched]
+        lines.append("")
     lines += ["## Tables", ""]
     if tables:
         for t in tables:

@@ -83,7 +83,7 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
             if best is not None and best.best_epoch is not None:
                 at = [y for x, y in dev if x == best.best_epoch]
                 if at:
-                    ax_dev.plot([best.best_epoch], [at[0]], marker="*", ms=9, color=s.color, mec="black", mew=0.5,
+                    ax_dev.plot([best.best_epoch], [at[0]], marker="*", ms=12, color=s.color, mec="black", mew=0.5,
                                 ls="", alpha=0.9, zorder=4)
             if run.status == "ok":
                 by_key.setdefault(key, []).append((loss, dev))
@@ -94,7 +94,7 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
                 med = _median_curve([c[idx] for c in curves])
                 if med:
                     ax.plot(*zip(*med), lw=2.2, marker=s.marker, ms=5, color=s.color, mec="black", mew=0.4,
-                            label=f"{s.label} (median of {n})" if idx == 0 else None, zorder=3)
+                            label=(f"{s.label} (median of {n} seeds)" if n > 1 else f"{s.label} (1 seed)") if idx == 0 else None, zorder=3)
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("training loss (mean per epoch)")
         ax_loss.set_title(f"{task_name(task)}: training loss")

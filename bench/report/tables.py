@@ -227,3 +227,11 @@ def long_rows(grid: Grid, paper: list[PaperRow]) -> list[dict]:
                     "diff": "" if ours is None or prow is None else ours - prow.value,
                 })
     return out
+
+
+def unmatched_rows(grid: Grid, paper: list[PaperRow]) -> list[RowKey]:
+    """Rows that name a paper row (paper_method set) for which results/paper.csv has no row at all, for the
+    same model, method, printed size and version: a typo there would silently drop the paper's numbers."""
+    known = {(p.model, p.paper_method, p.paper_params, p.paper_version) for p in paper}
+    return [k for k in grid.rows
+            if k.paper_method and (k.model, k.paper_method, k.paper_params, k.paper_version) not in known]
