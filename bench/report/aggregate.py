@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from bench.report.load import Row
 from bench.report.units import convert
@@ -256,9 +256,3 @@ def build_grid(rows: list[Row], center_of=lambda task: "median") -> Grid:
     return Grid(rows=rows_order, tasks=tasks, seeds=seeds, cells=cells, runs=winners, superseded=superseded,
                 missing=max(expected - len(present), 0))
 
-
-def with_rows(grid: Grid, rows: list[RowKey]) -> Grid:
-    """The same grid restricted to some table rows (used to split one preset by table)."""
-    keep = set(rows)
-    return replace(grid, rows=[r for r in grid.rows if r in keep],
-                   cells={k: c for k, c in grid.cells.items() if k[0] in keep})
