@@ -71,7 +71,7 @@ def entry(cell: Cell | None, key: RowKey, task: str, split: str, metric: str, sc
         return Entry(kind="empty")
     flags = cell.flags
     if cell.n_ok == 0:
-        return Entry(kind="failed", flags=flags)
+        return Entry(kind="failed", flags=f"{cell.n_failed} run" + ("s" if cell.n_failed > 1 else ""))
     stat = cell.stats.get((split, metric))
     if stat is None:
         return Entry(kind="empty")  # no run wrote this metric
