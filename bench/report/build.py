@@ -169,6 +169,8 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
                      "[aggregated.csv](aggregated.csv)")
     lines += ["", "## Plots", ""]
     pngs = [f for f in figures if f.suffix == ".png"]
+    if not any(f.stem.startswith(("params_", "summary")) for f in pngs):
+        lines += ["No score plots: no complete run with a score and a parameter count.", ""]
     for f in pngs:
         lines += [f"### {f.stem}", "", f"![{f.stem}]({f.name}) ([svg]({f.with_suffix('.svg').name}))", ""]
     if not any(f.stem.startswith("curves_") for f in pngs):
@@ -180,7 +182,7 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
         for r in grid.failed:
             error = (r.error or "(no message)").replace("|", "\\|").replace("\n", " ")[:200]
             seed = "" if r.seed is None else f"{r.seed:g}"
-            lines.append(f"| {r.run_id} | {r.text['model']} | {r.text['task']} | {r.text['method']} "
-                         f"{r.text['method_config']} | {seed} | {error} |")
+            label = (r.text["label"] or f"{r.text['method']} {r.text['method_config']}").replace("|", "\\|")
+            lines.append(f"| {r.run_id} | {r.text['model']} | {r.text['task']} | {label} | {seed} | {error} |")
         lines.append("")
     return "\n".join(lines)
