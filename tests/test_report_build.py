@@ -233,3 +233,14 @@ def test_latex_escapes_labels():
 
     assert tex_escape("LoRA\u2020 (r=8, \u03b1=16)") == r"LoRA\textsuperscript{\dag} (r=8, $\alpha$=16)"
     assert tex_escape("Adapter^P 3% & b_64 #1") == r"Adapter\textasciicircum{}P 3\% \& b\_64 \#1"
+
+
+def test_rebuilt_report_is_byte_identical(tmp_path):
+    """A committed report changes only when its inputs do: no dates or random ids in any file."""
+    results = _results(tmp_path, "nlg")
+    first = build_report("fixture-nlg", results_dir=results, out_root=tmp_path / "a")
+    second = build_report("fixture-nlg", results_dir=results, out_root=tmp_path / "b")
+    names = sorted(p.name for p in first.out_dir.iterdir())
+    assert names == sorted(p.name for p in second.out_dir.iterdir()) and "summary.svg" in names
+    for name in names:
+        assert (first.out_dir / name).read_bytes() == (second.out_dir / name).read_bytes(), name

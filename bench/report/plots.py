@@ -63,11 +63,18 @@ def axis_label(metric: str, split: str, scale: str, hib: bool | None) -> str:
     return f"{text} ({unit})" if unit else f"{text} (raw score)"
 
 
+# Text stays text in the SVGs (smaller, searchable), and rebuilt figures are byte-identical (no date, fixed ids),
+# so a committed report changes only when its numbers do.
+matplotlib.rcParams["svg.fonttype"] = "none"
+matplotlib.rcParams["svg.hashsalt"] = "peft-bench"
+METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+
+
 def save_figure(fig, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=METADATA[ext])
         paths.append(path)
     plt.close(fig)
     return paths
