@@ -62,6 +62,9 @@ def test_glue_table_cells(glue_report):
     tex = (glue_report.out_dir / "glue.tex").read_text()
     assert r"95.0$_{\pm 0.7}$ {\scriptsize(95.1, $-$0.1)}" in tex
     assert r"\# Trainable Params" in tex and r"$\uparrow$" in tex
+    assert tex.isascii()  # every symbol spelled as a LaTeX command
+    body = tex.replace(r"\{", "").replace(r"\}", "")
+    assert body.count("{") == body.count("}") and body.count("$") % 2 == 0
 
 
 def test_index_states_protocol_and_counts(glue_report):
