@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from bench.report.aggregate import Grid, RowKey  # noqa: E402
 from bench.report.paper import PaperRow  # noqa: E402
-from bench.report.tables import column_scale, paper_row  # noqa: E402
+from bench.report.tables import column_scale, index_paper, paper_row  # noqa: E402
 from bench.report.units import (arrow, convert, headline, metric_name, model_name, task_name,  # noqa: E402
                                 unit_label)
 
@@ -179,6 +179,7 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 2.5, height * nrows), squeeze=False,
                              sharey=True)
     ys = {key: i for i, key in enumerate(reversed(grid.rows))}
+    index = index_paper(paper)
     paper_drawn = False
     for ax, task in zip(axes.flat, tasks):
         split, metric = plot_metric(grid, task)
@@ -202,7 +203,7 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
                 continue
             ax.errorbar([y], [ys[key]], xerr=None if err is None else [err], fmt=s.marker, color=s.color, ms=8,
                         mec="black", mew=0.6, capsize=3)
-            prow = paper_row({p.key(): p for p in paper}, key, task, split, metric)
+            prow = paper_row(index, key, task, split, metric)
             if prow is not None:
                 ax.plot([prow.value], [ys[key]], ls="", marker=s.marker, ms=11, mfc="none", mec=s.color,
                         mew=1.8)
