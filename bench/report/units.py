@@ -47,7 +47,8 @@ METRIC_NAMES = {
 SPLIT_SHORT = {"test-seen": "S", "test-unseen": "U", "test-all": "A"}
 MODEL_NAMES = {
     "roberta-base": "RoBERTa-base", "roberta-large": "RoBERTa-large", "deberta-v2-xxlarge": "DeBERTa-XXL",
-    "gpt2-medium": "GPT-2 Medium", "gpt2-large": "GPT-2 Large",
+    "gpt2-medium": "GPT-2 Medium", "gpt2-large": "GPT-2 Large", "minilm-l6": "MiniLM-L6",
+    "tiny-roberta": "tiny RoBERTa", "tiny-gpt2": "tiny GPT-2",
 }
 
 # Task name spellings mapped to the names used in results/paper.csv.
