@@ -203,6 +203,9 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
                 continue
             ax.errorbar([y], [ys[key]], xerr=None if err is None else [err], fmt=s.marker, color=s.color, ms=8,
                         mec="black", mew=0.6, capsize=3)
+            if cell.flags:  # an incomplete cell says so beside its point
+                ax.annotate(cell.flags, (y, ys[key]), textcoords="offset points", xytext=(0, 7), ha="center",
+                            fontsize=6.5, color="0.35")
             prow = paper_row(index, key, task, split, metric)
             if prow is not None:
                 ax.plot([prow.value], [ys[key]], ls="", marker=s.marker, ms=11, mfc="none", mec=s.color,
@@ -212,6 +215,7 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
         ax.set_xlabel(axis_label(metric, split, scale, hib), fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
         ax.margins(x=0.15)
+        ax.set_ylim(-0.6, len(grid.rows) - 0.2)  # headroom for the note above the top point
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     for ax in axes[:, 0]:
