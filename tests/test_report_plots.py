@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.report.aggregate import build_grid
 from bench.report.load import read_log, read_results
 from bench.report.plots import axis_label, pareto, plot_metric
@@ -56,3 +58,12 @@ def test_dev_series_follows_the_runners_select_key():
     assert dev_series(log, "sst2", run) == ("dev_accuracy", "accuracy", "fraction", True)
     assert dev_series(read_log(FIX / "runs" / "fixture-glue" / "lora-sst2-s2" / "log.jsonl"), "sst2", run)[0] \
         == "dev_accuracy"
+
+
+def test_numbers_are_rounded_as_printed():
+    from bench.report.units import fmt, fmt_params, rounded
+
+    assert fmt(56.25, "percent") == "56.3" and fmt(0.125, "fraction") == "0.13" and fmt(8.615, "raw") == "8.62"
+    assert fmt(-1.25, "percent", signed=True) == "\u22121.3" and fmt(-0.04, "percent", signed=True) == "\u00b10.0"
+    assert rounded(87.55, "percent") - 87.5 == pytest.approx(0.1)  # the difference of the printed numbers
+    assert fmt_params(294912) == "0.3M" and fmt_params(124645632) == "124.6M" and fmt_params(2048) == "2.05K"

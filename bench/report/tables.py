@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from bench.report.aggregate import Cell, Grid, RowKey
 from bench.report.paper import PaperRow
 from bench.report.units import (GLUE_METRIC, GLUE_SPLIT, GLUE_TASKS, NLG_COLUMNS, SPLIT_SHORT, arrow, convert,
-                                fmt_params, fmt_percent, metric_name, model_name, task_name)
+                                fmt_params, fmt_percent, metric_name, model_name, rounded,
+                                task_name)
 
 PaperIndex = dict[tuple, PaperRow]
 
@@ -86,7 +87,7 @@ def entry(cell: Cell | None, key: RowKey, task: str, split: str, metric: str, sc
     paper = prow.value if prow is not None else None
     return Entry(kind="value", scale=scale, ours=ours, std=std, paper=paper,
                  paper_std=prow.std if prow is not None else None,
-                 diff=None if paper is None else ours - paper, flags=flags, our_scale=stat.scale)
+                 diff=None if paper is None else rounded(ours, scale) - paper, flags=flags, our_scale=stat.scale)
 
 
 def _hib(grid: Grid, paper: list[PaperRow], task: str, split: str, metric: str) -> bool | None:
@@ -155,7 +156,8 @@ def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex) -> Entry
     prow = paper_row(index, key, "glue-avg", GLUE_SPLIT, "average") if not flags else None
     paper = prow.value if prow is not None else None
     return Entry(kind="value", scale="percent", ours=mean, paper=paper,
-                 diff=None if paper is None else mean - paper, flags=flags, our_scale="percent")
+                 diff=None if paper is None else rounded(mean, "percent") - paper, flags=flags,
+                 our_scale="percent")
 
 
 def nlg_table(grid: Grid, paper: list[PaperRow]) -> Table | None:

@@ -5,6 +5,7 @@ Pure data and small functions; no torch, no matplotlib.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 # GLUE in the column order of LoRA Table 2, with the selection metric the paper reports per task (dev set).
 GLUE_TASKS = ["mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb"]
@@ -89,13 +90,20 @@ def decimals(scale: str) -> int:
     return 1 if scale == "percent" else 2
 
 
+def rounded(value: float, scale: str) -> float:
+    """`value` as printed: half away from zero on its shortest decimal form (56.25 -> 56.3, not 56.2)."""
+    q = Decimal(1).scaleb(-decimals(scale))
+    return float(Decimal(repr(value)).quantize(q, rounding=ROUND_HALF_UP))
+
+
 def fmt(value: float | None, scale: str, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return ""
     d = decimals(scale)
-    if signed and round(value, d) == 0:
+    shown = rounded(value, scale)
+    if signed and shown == 0:
         return f"\u00b1{0:.{d}f}"  # no "-0.0" / "+0.0" for a difference that rounds to zero
-    text = f"{value:+.{d}f}" if signed else f"{value:.{d}f}"
+    text = f"{shown:+.{d}f}" if signed else f"{shown:.{d}f}"
     return text.replace("-", "\u2212")  # a real minus sign
 
 
