@@ -247,3 +247,18 @@ def test_rebuilt_report_is_byte_identical(tmp_path):
     assert names == sorted(p.name for p in second.out_dir.iterdir()) and "summary.svg" in names
     for name in names:
         assert (first.out_dir / name).read_bytes() == (second.out_dir / name).read_bytes(), name
+
+
+def test_runner_output_as_written(tmp_path):
+    """results/smoke.csv and two log.jsonl exactly as `peft-bench grid smoke --tasks sst2` + collect wrote them
+    (tiny RoBERTa on the SST-2 fixture, 2 epochs: real output of the runner, numbers meaningless)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(FIX / "runner_smoke.csv", results / "smoke.csv")
+    shutil.copytree(FIX / "runs" / "smoke", results / "runs" / "smoke")
+    summary = build_report("smoke", results_dir=results, out_root=tmp_path / "reports")
+    assert (summary.runs_complete, summary.runs_failed, summary.runs_missing) == (8, 0, 0)
+    md = (summary.out_dir / "glue.md").read_text()
+    assert "| tiny RoBERTa | LoRA (r=8) | 2.05K | 56.3 | 56.3 [1/8 tasks] |" in md
+    assert (summary.out_dir / "curves_sst2.png").is_file()
+    assert "Learning curves read 2 per-epoch logs" in (summary.out_dir / "index.md").read_text()

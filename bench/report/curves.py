@@ -104,9 +104,10 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
         for ax in (ax_loss, ax_dev):
             ax.grid(True, alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax_loss.legend(fontsize=8, frameon=False, title="bold: median over seeds; thin: each seed",
-                       title_fontsize=8)
         fig.tight_layout()
+        handles, labels = ax_loss.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
+                   title="bold: median over seeds\nthin: each seed", title_fontsize=8)
         written += save_figure(fig, out, f"curves_{task}")
     return written, n_logs
 
