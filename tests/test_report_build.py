@@ -59,6 +59,7 @@ def test_glue_table_cells(glue_report):
     assert "SST-2 (Acc \u2191)" in md and "[2/8 tasks]" in md
     assert "MNLI" not in md.split("|---")[0].splitlines()[-1]  # no column for a task we did not run
     assert "not computed (seed 1: constant predictions)" in md
+    assert "RoBERTa-base FT: the paper's row (FT 125.0M, arxiv-v2) is quoted from earlier work" in md
     tex = (glue_report.out_dir / "glue.tex").read_text()
     assert r"95.0$_{\pm 0.7}$ {\scriptsize(95.1, $-$0.1)}" in tex
     assert r"\# Trainable Params" in tex and r"$\uparrow$" in tex

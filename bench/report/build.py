@@ -131,6 +131,8 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
               f"complete attempt wins): {len(grid.superseded)}",
               f"- models: {', '.join(model_name(m) for m in dict.fromkeys(k.model for k in grid.rows))}; "
               f"tasks: {', '.join(task_name(t) for t in grid.tasks)}; methods (table rows): {len(grid.rows)}",
+              f"- recipe(s): {_distinct(grid, 'recipe')} (paper = as published, script = the authors' released "
+              f"scripts, own = ours where nothing was published)",
               f"- device(s): {_distinct(grid, 'device')}; torch {_distinct(grid, 'torch_version')}; "
               f"transformers {_distinct(grid, 'transformers_version')}; git commit(s): "
               f"{_distinct(grid, 'git_commit')}", ""]

@@ -144,7 +144,7 @@ def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
                "Avg. is the mean of the task medians; it is compared to the paper only over all 8 tasks.")
     return Table(name="glue", title="GLUE (LoRA Table 2 layout)", caption=caption,
                  lead=["Model", "Method", "# Trainable Params"], groups=[], columns=columns, rows=rows,
-                 notes=_notes(grid, tasks))
+                 notes=_notes(grid, tasks, paper))
 
 
 def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex) -> Entry:
@@ -185,11 +185,18 @@ def nlg_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
                "learned metrics as fractions). # params = stored parameters.")
     return Table(name="nlg", title="Table-to-text (Prefix-Tuning Table 1 layout)", caption=caption,
                  lead=["Model", "Method", "# Params (stored)", "% of base"], groups=groups, columns=columns,
-                 rows=rows, notes=_notes(grid, tasks))
+                 rows=rows, notes=_notes(grid, tasks, paper))
 
 
-def _notes(grid: Grid, tasks: list[str]) -> list[str]:
+def _notes(grid: Grid, tasks: list[str], paper: list[PaperRow]) -> list[str]:
     notes = []
+    settings = {(p.model, p.paper_method, p.paper_params, p.paper_version): p.setting for p in paper if p.setting}
+    for key in _rows_for(grid, tasks):
+        setting = settings.get((key.model, key.paper_method, key.paper_params, key.paper_version))
+        if setting:
+            notes.append(f"{model_name(key.model)} {key.display}: the paper's row "
+                         f"({key.paper_method} {key.paper_params}, {key.paper_version}) is {setting}; "
+                         f"our recipe: {key.recipe or 'not recorded'}")
     for key in grid.rows:
         for task in tasks:
             cell = grid.cells.get((key, task))
