@@ -172,7 +172,7 @@ def dedup(runs: list[Run]) -> tuple[list[Run], list[Run]]:
         groups[find(i)].append(run)
     winners, superseded = [], []
     for members in groups.values():
-        best = max(members, key=lambda r: (r.status == "ok", r.created_at, -r.line))
+        best = max(members, key=lambda r: (r.status == "ok", r.created_at, r.line))  # ties: the later line
         winners.append(best)
         superseded.extend(m for m in members if m is not best)
     winners.sort(key=lambda r: r.line)
