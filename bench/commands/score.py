@@ -70,7 +70,6 @@ def _score_nlg(args, hyps: list[str]):
     from bench.scorers import score_generation, score_split
     from bench.scorers.java import java_executable
 
-    java_executable()  # METEOR needs Java: say so before reading anything large
     if args.refs:
         slots = []
         for path in args.refs:
@@ -80,7 +79,10 @@ def _score_nlg(args, hyps: list[str]):
                                   "each --refs file must be line-aligned with the hypotheses")
             slots.append(lines)
         references = [[slot[i] for slot in slots] for i in range(len(hyps))]
+        java_executable()  # METEOR needs Java: say so before any scoring starts
         return {"scores": score_generation(args.task, hyps, references, model_dir=args.metric_model_dir)}
+    if args.split:
+        java_executable()  # before a possibly slow dataset load
     examples = _load_examples(args)
     if len(examples) != len(hyps):
         raise ConfigError(f"{args.hyps} has {len(hyps)} lines but {args.task} {args.split} has "
