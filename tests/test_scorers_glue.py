@@ -63,3 +63,17 @@ def test_score_record_refuses_nan_and_unexplained_none():
         Score("pearson", float("nan"), "percent", True)
     with pytest.raises(ValueError, match="note"):
         Score("pearson", None, "percent", True)
+
+
+def test_score_split_accepts_glue_examples():
+    from dataclasses import dataclass
+
+    from bench.scorers import score_split
+
+    @dataclass(frozen=True)
+    class Ex:
+        label: int | None
+
+    assert score_split("rte", "dev", [1, 0], [Ex(1), Ex(1)])["dev"]["accuracy"].value == 50.0
+    with pytest.raises(ConfigError, match="no gold labels"):
+        score_split("rte", "test", [1], [Ex(None)])

@@ -96,11 +96,12 @@ def score_webnlg_subsets(hypotheses: Sequence[str], references: Sequence[Sequenc
                          ) -> dict[str, dict[str, Score]]:
     """WebNLG scores of several subsets (e.g. seen / unseen / all) of one set: segment statistics once."""
     hyps = [webnlg_hypothesis(h) for h in hypotheses]
-    width = max(WEBNLG_MAX_REFS, max(len(r) for r in references))
-    refs = [[webnlg_reference(r) for r in slots] + [""] * (width - len(slots)) for slots in references]
-    bleu_refs = [slots[:width] for slots in refs]
-    meteor_refs = [slots[:WEBNLG_MAX_REFS] for slots in refs]
-    ter_refs = [[r for r in slots[:WEBNLG_MAX_REFS] if r] or [""] for slots in refs]
+    # the official files: reference0..2 for BLEU (blank lines kept), 3 lines per input for METEOR -r 3,
+    # and the existing references (at most 3) for TER
+    refs = [[webnlg_reference(r) for r in slots[:WEBNLG_MAX_REFS]] for slots in references]
+    refs = [slots + [""] * (WEBNLG_MAX_REFS - len(slots)) for slots in refs]
+    bleu_refs = meteor_refs = refs
+    ter_refs = [[r for r in slots if r.strip()] or [""] for slots in refs]
     java.java_executable()
     ter_stats = ter.parallel_segment_statistics(hyps, ter_refs, workers=ter_workers)
     out: dict[str, dict[str, Score]] = {}
