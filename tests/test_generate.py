@@ -93,3 +93,29 @@ def test_helpers():
     assert torch.isinf(scores[:, [1, 3]]).all() and (scores[:, [0, 2, 4]] == 0).all()
     with pytest.raises(ValueError, match="batch_size"):
         batches_by_length([[1]], 0)
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt", "lora", "adapter"])
+def test_methods_that_hook_attention_or_inputs_generate_identically(method):
+    """Prefix (keys/values inside attention) and soft prompts (a pre-hook on the inputs) under batching,
+    left padding and the KV cache give the tokens of batch-1 decoding without a cache."""
+    from bench.models import apply_method, load_model, make_method
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-gpt2", kind="generate")
+    apply_method(model, make_method(method, ["length=3"] if method in ("prefix", "prompt") else []))
+    with torch.no_grad():  # peaked distributions and a likely EOS, so that beams finish at different lengths
+        torch.nn.init.normal_(model.transformer.wte.weight, std=0.3)
+        model.transformer.ln_f.bias.normal_(std=0.5)  # EOS's logit gets a positive offset |bias|^2 * 1.5
+        model.transformer.wte.weight[tok.eos_token_id] = 1.5 * model.transformer.ln_f.bias
+        for p in model.parameters():
+            if p.requires_grad:  # the method's own parameters away from their neutral init
+                p.add_(torch.randn_like(p) * 0.3)
+    texts = [" name : Alimentum | area : city centre | near : Yippee Noodle Bar"[:8 + 5 * i] for i in range(9)]
+    src = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+    protocol = dataclasses.replace(PREFIX_TUNING, max_new_tokens=15, batch_size=4)
+    batched = generate_ids(model, tok, src, protocol, progress=False)
+    assert batched == generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, use_cache=False)
+    assert batched == generate_ids(model, tok, src, one_at_a_time(protocol), progress=False)
+    assert any(len(r) < protocol.max_new_tokens for r in batched)  # some beams finished on EOS
