@@ -182,7 +182,11 @@ def _run_baseline(case, task, model, tokenizer, encoded):
 
     method = make_method(case.method, list(case.method_set))
     if method.name != "full":
-        from peft import get_peft_model
+        try:
+            from peft import get_peft_model
+        except ImportError:
+            raise ImportError("the Trainer + peft baseline needs the peft package: pip install 'peft>=0.17,<1' "
+                              "(it is in peft-bench's [test] extra)") from None
 
         model = get_peft_model(model, peft_config(method, arch_of(model), task.kind))
     recorder = StepRecorder(_collator(case, task, tokenizer))

@@ -26,7 +26,8 @@ def register(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
     parser.add_argument("--max-length", type=int, default=128,
                         help="classification max length, the max_length padding width (default 128)")
-    parser.add_argument("--gen-max-length", type=int, default=128, help="generation training max length")
+    parser.add_argument("--gen-max-length", type=int, default=512,
+                        help="generation training max length, the max_length padding width (default 512, the task's)")
     parser.add_argument("--examples", type=int, default=2000, help="training examples sampled per case")
     parser.add_argument("--decode-inputs", type=int, default=64, help="inputs decoded (default 64)")
     parser.add_argument("--threads", type=int, default=1,
