@@ -132,8 +132,13 @@ def _auto_class(family: str, kind: str):
 
 def _check_architecture(info: ModelInfo, config) -> None:
     """A local copy must be the architecture the name promises (the counts and the papers depend on it)."""
+    if config.model_type != info.config["model_type"]:
+        raise ConfigError(
+            f"model {info.name}: loaded config has model_type={config.model_type}, the registry expects "
+            f"{info.config['model_type']}"
+        )
     for key, expected in info.config.items():
-        if key in ("model_type",) or key.endswith("_token_id") or not isinstance(expected, int):
+        if key.endswith("_token_id") or not isinstance(expected, int) or isinstance(expected, bool):
             continue
         got = getattr(config, key, expected)
         if got != expected:
@@ -165,18 +170,33 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
 
 
 def make_method(name: str, overrides=()):
-    """A method from the registry with typed overrides ("r=16", "targets=q,k,v"; a "method." prefix is accepted)."""
+    """A method from the registry with overrides: "key=value" strings parsed to the field types ("r=16",
+    "targets=q,k,v"; a "method." prefix is accepted), or a dict whose values are strings (parsed) or already typed."""
+    import dataclasses
+
     from methods import METHODS
 
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
     items = list(overrides.items()) if isinstance(overrides, dict) else [_split(a) for a in overrides]
-    assignments = {k.removeprefix("method."): v for k, v in items}
+    items = [(k.removeprefix("method."), v) for k, v in items]
+    what = f"method {name}"
     try:
-        default = METHODS[name]()
+        method = METHODS[name]()
     except ValueError as exc:
-        raise ConfigError(f"method {name}: {exc}") from None
-    return override(default, assignments, what=f"method {name}")
+        raise ConfigError(f"{what}: {exc}") from None
+    method = override(method, {k: v for k, v in items if isinstance(v, str)}, what=what)
+    typed = {k: (tuple(v) if isinstance(v, list) else v) for k, v in items if not isinstance(v, str)}
+    if typed:
+        fields = [f.name for f in dataclasses.fields(method)]
+        unknown = [k for k in typed if k not in fields]
+        if unknown:
+            raise ConfigError(f"{what} has no field {unknown[0]!r}; fields are: {', '.join(fields) or '(none)'}")
+        try:
+            method = dataclasses.replace(method, **typed)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+    return method
 
 
 def _split(item: str) -> tuple[str, str]:

@@ -220,6 +220,10 @@ class Prefix:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"prefix.dropout must be in [0, 1), got {self.dropout!r}")
 
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """After training: keep only the computed prefix (see the module-level `finalize`)."""
+        return finalize(model)
+
     def stored_count(self, model: nn.Module, arch: Arch) -> int:
         return self.length * n_layers(model, arch) * 2 * d_model(model, arch)
 

@@ -9,7 +9,8 @@ A forward pre-hook on the task model turns `input_ids` into `inputs_embeds` with
 what must match the sequence length: the 2-D attention mask (prompt visible), `token_type_ids` (type 0), explicit
 `position_ids` (the prompt takes the positions right after the tokens in front of it; later tokens shift by
 `length`; without explicit ids the model numbers the longer sequence itself), and token-level `labels` (-100 on
-the prompt, so a loss computed by the model ignores it). A forward hook removes the prompt positions from
+the prompt, so a loss computed by the model ignores it; for GPT-2 the first token's label too, so that the
+model's loss is exactly the loss over the caller's tokens, where the first token has nothing to be predicted from). A forward hook removes the prompt positions from
 token-level `logits` again, so logits line up with the caller's tokens (hidden states and attentions keep them;
 sequence-level outputs such as a classifier's are unaffected). The prompt therefore uses `length` of the model's position budget (RoBERTa: inputs of at most
 512 - length tokens).
@@ -102,6 +103,8 @@ class SoftPrompt(MethodModule):
             kwargs["position_ids"] = torch.cat([pos[:, :at], block, pos[:, at:] + self.length], dim=1)
         labels = kwargs.get("labels")
         if labels is not None and labels.dim() == 2 and tuple(labels.shape) == (batch, seq):
+            if at == 0:        # causal LM: the prompt must not predict the first token (no context without it)
+                labels = torch.cat([labels.new_full((batch, 1), IGNORE_INDEX), labels[:, 1:]], dim=1)
             kwargs["labels"] = _insert(labels, at, labels.new_full((batch, self.length), IGNORE_INDEX))
         self._inserted = (at, seq + self.length)
         return (), kwargs

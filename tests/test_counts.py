@@ -77,6 +77,8 @@ def test_closed_form(model):
     assert counts(model, "bitfit")["stored"] == layers * per_layer + extra
     sub = counts(model, "bitfit", ["subset=qkv,intermediate"])["stored"]
     assert sub == layers * (3 * d + ffn)
+    if family != "gpt2":   # BitFit's own subset: query and intermediate (b_q, b_m2) biases
+        assert counts(model, "bitfit", ["subset=query,intermediate"])["stored"] == layers * (d + ffn)
 
 
 @pytest.mark.parametrize("model,kind,head", [

@@ -164,3 +164,16 @@ def test_apply_twice_is_refused():
 
     with pytest.raises(ConfigError, match="already has LoRA"):
         apply_method(model, LoRA())
+
+
+def test_gpt2_generation_same_with_and_without_cache():
+    model, _ = build("tiny-gpt2", "generate")
+    apply_method(model, LoRA(r=4, targets=("q", "v")))
+    randomise_b(model)
+    prompt = torch.tensor([[ord(c) for c in "name : Aromi |"]])
+    kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": 256}
+    with torch.no_grad():
+        cached = model.generate(prompt, use_cache=True, **kwargs)
+        uncached = model.generate(prompt, use_cache=False, **kwargs)
+    assert cached.shape[1] == prompt.shape[1] + 8
+    assert torch.equal(cached, uncached)
