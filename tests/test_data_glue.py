@@ -124,3 +124,35 @@ def test_hub_rows_with_wrong_columns_or_labels_are_errors():
     with pytest.raises(DataError, match=r"row 1: expected a label id in 0..1 \(or -1\), got 4"):
         examples_from_hub_rows("rte", "dev", [{"sentence1": "a", "sentence2": "b", "label": 0},
                                               {"sentence1": "a", "sentence2": "b", "label": 4}])
+
+
+def test_hub_path_calls_load_dataset_with_the_tasks_ids(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load_dataset(path, name=None, *, split, revision=None):
+        calls.append((path, name, split, revision))
+        return datasets.Dataset.from_list([{"premise": "p", "hypothesis": "h", "label": 1, "idx": 0}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (ex,) = load_split("mnli", "dev-mismatched")
+    assert ex == ClassificationExample("p", "h", 1, 0)
+    assert calls == [("nyu-mll/glue", "mnli", "validation_mismatched", None)]
+
+
+def test_hub_failure_is_a_data_error_pointing_to_data_dir(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"could not load tuetschek/e2e_nlg .*revision refs/convert/parquet.*"
+                                        r"ConnectionError: no network.*--data-dir"):
+        load_split("e2e", "dev")
+
+
+def test_older_mrpc_build_can_be_pointed_at_directly(tmp_path):
+    folder = tmp_path / "MRPC_2018_untokenized"
+    shutil.copytree(FIX / "glue_data" / "MRPC", folder)
+    assert load_split("mrpc", "dev", folder) == load_split("mrpc", "dev", FIX)
