@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -57,11 +57,12 @@ ARCHES: dict[str, Arch] = {
         v="attention.self.value_proj", qkv=None, attn="attention.self", attn_out="attention.output.dense",
         ffn_in="intermediate.dense", ffn_out="output.dense", final_norm=None, head=("pooler", "classifier"),
     ),
-    # GPT-2's LM head is tied to the word embeddings: no separate head is trained.
+    # GPT-2's LM head is tied to the word embeddings: a causal LM has no separate head; for classification
+    # GPT2ForSequenceClassification adds `score`, its head.
     "gpt2": Arch(
         family="gpt2", backbone="transformer", embeddings="transformer.wte", blocks="transformer.h",
         q=None, k=None, v=None, qkv="attn.c_attn", attn="attn", attn_out="attn.c_proj",
-        ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", final_norm="transformer.ln_f", head=(),
+        ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", final_norm="transformer.ln_f", head=("score",),
         d_model_attr="n_embd", n_layers_attr="n_layer", n_heads_attr="n_head", decoder=True,
     ),
 }
@@ -73,7 +74,7 @@ MODEL_TYPES = {"roberta": "roberta", "bert": "bert", "deberta-v2": "deberta-v2",
 def arch_of(model: nn.Module) -> Arch:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in MODEL_TYPES:
-        raise ValueError(
+        raise UnsupportedFamily(
             f"unsupported model family {model_type!r}; supported: {', '.join(sorted(MODEL_TYPES))}"
         )
     return ARCHES[MODEL_TYPES[model_type]]
@@ -96,17 +97,106 @@ def blocks_of(model: nn.Module, arch: Arch) -> nn.ModuleList:
     return get_module(model, arch.blocks)
 
 
+class UnsupportedFamily(ValueError):
+    """A method cannot be applied to this model family (or this setting cannot). The message names the family,
+    the method and what is supported; the CLI turns it into a one-line error with exit code 2."""
+
+
 @runtime_checkable
 class Method(Protocol):
-    """A PEFT method: a frozen dataclass whose fields are its scientific settings.
+    """A PEFT method. The protocol every entry of `methods.METHODS` follows:
 
-    `apply` freezes the model, injects or wraps modules, and leaves exactly the method's parameters plus the
-    task head trainable. It returns the model (possibly the same object).
+    - a frozen dataclass; `name: ClassVar[str]` is its registry key; its fields are its scientific settings,
+      JSON-serialisable through `dataclasses.asdict` (str, int, float, bool, tuples of those);
+    - `__post_init__` validates the fields and raises ValueError naming the field, the value and what is accepted
+      (`bench.config.override` turns that into a ConfigError);
+    - `apply(model, arch) -> model` freezes everything (`freeze_all`), injects or wraps modules, and leaves exactly
+      the method's parameters plus the task head trainable (`unfreeze_method_modules`, `unfreeze_head`).
+      Injected modules are our own classes deriving from `MethodModule`, so the method's parameters are found by
+      module type, never by a substring of a parameter name. `apply` raises UnsupportedFamily for a family
+      (or a setting on a family) it cannot handle. It uses torch's global RNG for new weights (callers seed).
+      It must work on the meta device (counting builds models without weights). Injected modules take the
+      train/eval mode of the module they replace or extend (`module.train(replaced.training)`);
+    - optional `stored_count(model, arch) -> int`: how many parameters must be saved after training, head excluded.
+      Default (when absent): the trained count. Prefix tuning stores length x layers x 2 x d, not its MLP.
     """
 
-    name: str
+    name: ClassVar[str]
 
     def apply(self, model: nn.Module, arch: Arch) -> nn.Module: ...
+
+
+class MethodModule(nn.Module):
+    """Base class of every module a method injects (LoRA layers, adapters, prefix and prompt encoders).
+
+    `method_parameters()` returns the parameters this module ADDS to the model, named relative to the module.
+    Default: all of its parameters (right for an adapter made of its own Linears). A module that wraps or extends
+    a pretrained layer (LoRA's drop-in Linear, an adapter wrapped around a block's output) overrides it so that the
+    pretrained weights are not counted as the method's.
+    """
+
+    def method_parameters(self) -> dict[str, nn.Parameter]:
+        return dict(self.named_parameters())
+
+
+def method_modules(model: nn.Module) -> list[MethodModule]:
+    return [m for m in model.modules() if isinstance(m, MethodModule)]
+
+
+def added_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Unique parameters added by methods (union of `method_parameters()` of every MethodModule)."""
+    seen, out = set(), []
+    for module in method_modules(model):
+        for p in module.method_parameters().values():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+def head_modules(model: nn.Module, arch: Arch) -> list[nn.Module]:
+    """The task-head modules of `arch.head` that this model has (a causal LM has none; GPT-2 classifies with
+    `score`)."""
+    out = []
+    for path in arch.head:
+        try:
+            out.append(get_module(model, path))
+        except AttributeError:
+            continue
+    return out
+
+
+def head_parameters(model: nn.Module, arch: Arch) -> list[nn.Parameter]:
+    seen, out = set(), []
+    for module in head_modules(model, arch):
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+def freeze_all(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def unfreeze_head(model: nn.Module, arch: Arch) -> None:
+    for p in head_parameters(model, arch):
+        p.requires_grad_(True)
+
+
+def unfreeze_method_modules(model: nn.Module) -> None:
+    for p in added_parameters(model):
+        p.requires_grad_(True)
+
+
+def d_model(model: nn.Module, arch: Arch) -> int:
+    return int(getattr(model.config, arch.d_model_attr))
+
+
+def n_layers(model: nn.Module, arch: Arch) -> int:
+    return int(getattr(model.config, arch.n_layers_attr))
 
 
 @dataclass(frozen=True)

