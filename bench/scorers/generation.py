@@ -9,8 +9,10 @@ WebNLG  webnlg-automatic-evaluation (DART repo): text normalised (unidecode, low
         characters); BLEU = multi-bleu -lc over 3 slots (empty slots kept as ''), METEOR -r 3, TER on the
         (at most 3) non-empty references.
 DART    run_eval_on_dart.sh: BLEU = multi-bleu (case-sensitive, no tokenisation) over the reference slots as
-        given (the official .lex files are already tokenised and lower-cased); METEOR (-r 8) and TER read only
-        the first reference file (prepare_files.py), so they use the first slot only.
+        given (the official .lex files are already tokenised and lower-cased). METEOR (-r 8, padded with empty
+        lines) and TER use the first slot always and the later slots when not blank, as prepare_files.py's
+        multi-reference branch builds its files (on the BART-large output this gives the METEOR 0.39 that
+        reference/scorers.md states for the official script; the first slot alone gives 0.364).
 """
 from __future__ import annotations
 
@@ -122,11 +124,12 @@ def score_webnlg_subsets(hypotheses: Sequence[str], references: Sequence[Sequenc
 def _score_dart(hypotheses: list[str], references: list[list[str]], model_dir, ter_workers) -> dict[str, Score]:
     java.java_executable()
     bleu = mteval.multi_bleu(hypotheses, references, lowercase=False)
-    first = [(refs[0] if refs else "") for refs in references]
-    ter_stats = ter.parallel_segment_statistics([h.strip() for h in hypotheses], [[r.strip()] for r in first],
-                                                workers=ter_workers)
+    # prepare_files.py: every line of the first reference file, plus the non-blank lines of the others
+    multi = [[refs[0] if refs else ""] + [r for r in refs[1:] if r.strip()] for refs in references]
+    ter_stats = ter.parallel_segment_statistics([h.strip() for h in hypotheses],
+                                                [[r.strip() for r in refs] for refs in multi], workers=ter_workers)
     with java.MeteorSession() as meteor:
-        meteor_refs = [[r] + [""] * (DART_METEOR_SLOTS - 1) for r in first]
+        meteor_refs = [refs + [""] * (DART_METEOR_SLOTS - len(refs)) for refs in multi]
         meteor_value = meteor.corpus_score(meteor.statistics(hypotheses, meteor_refs))
     out = {
         "bleu": _score("dart", "bleu", bleu),

@@ -1,0 +1,91 @@
+"""The task registry: eleven declarative records whose names and metrics match the papers' result table."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from bench.config import ConfigError
+from bench.decoding import PREFIX_TUNING, Decoding
+from bench.tasks import TASKS, Task, get_task
+
+PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "paper_results.csv"
+GLUE = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")
+NLG = ("e2e", "webnlg", "dart")
+KNOWN_METRICS = {"accuracy", "f1", "matthews", "pearson", "spearman", "bleu", "nist", "meteor", "rouge_l",
+                 "cider", "ter", "moverscore", "bertscore", "bleurt"}
+
+
+def test_registry_has_the_eleven_tasks_in_order():
+    assert tuple(TASKS) == GLUE + NLG
+    for name, task in TASKS.items():
+        assert isinstance(task, Task) and task.name == name
+        assert task.summary and task.hub_id and task.loader
+        assert set(task.metrics) <= KNOWN_METRICS, name
+        assert task.select_metric in task.metrics, name
+        assert task.select_split in task.splits and set(task.eval_splits) <= set(task.splits)
+        assert {ours for ours, _ in task.hub_splits} == set(task.splits), name
+
+
+def test_selection_metrics_follow_lora_table_2():
+    select = {name: TASKS[name].select_metric for name in GLUE}
+    assert select == {"mnli": "accuracy", "sst2": "accuracy", "mrpc": "accuracy", "cola": "matthews",
+                      "qnli": "accuracy", "qqp": "accuracy", "rte": "accuracy", "stsb": "pearson"}
+
+
+def test_kinds_labels_and_decoding():
+    for name in GLUE:
+        task = TASKS[name]
+        assert task.decoding is None
+        if name == "stsb":
+            assert task.kind == "regress" and task.num_labels == 1 and task.label_names == ()
+        else:
+            assert task.kind == "classify" and task.num_labels == len(task.label_names) >= 2
+    assert TASKS["mnli"].label_names == ("entailment", "neutral", "contradiction")
+    for name in NLG:
+        task = TASKS[name]
+        assert task.kind == "generate" and task.num_labels == 0
+        assert isinstance(task.decoding, Decoding) and task.decoding == PREFIX_TUNING
+        assert task.decoding.num_beams == 5 and task.decoding.max_new_tokens == 100
+    assert TASKS["webnlg"].subsets == ("all", "seen", "unseen")
+
+
+def test_mnli_dev_is_matched_and_mismatched_is_a_split():
+    mnli = TASKS["mnli"]
+    assert mnli.hub_split("dev") == "validation_matched"
+    assert mnli.hub_split("dev-mismatched") == "validation_mismatched"
+    assert "dev-mismatched" in mnli.eval_splits
+    assert TASKS["sst2"].hub_split("dev") == "validation"
+
+
+def test_metrics_cover_the_papers_result_table():
+    if not PAPER.is_file():
+        pytest.skip(f"no {PAPER}")
+    with PAPER.open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["task"] in TASKS:
+            assert row["metric"] in TASKS[row["task"]].metrics, (row["task"], row["metric"])
+            split = row["split"].split("-")[0]
+            assert split in TASKS[row["task"]].splits
+
+
+def test_get_task_errors_list_the_names():
+    assert get_task("rte") is TASKS["rte"]
+    assert get_task(TASKS["rte"]) is TASKS["rte"]
+    with pytest.raises(ConfigError, match="unknown task 'glue'.*mnli, sst2"):
+        get_task("glue")
+    with pytest.raises(ConfigError, match="no split 'validation'"):
+        TASKS["rte"].hub_split("validation")
+    with pytest.raises(ConfigError, match="no split 'dev-mismatched'"):
+        TASKS["rte"].check_split("dev-mismatched")
+
+
+def test_ls_tasks_lists_every_task(capsys):
+    from bench.cli import main
+
+    assert main(["ls", "tasks"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == list(TASKS)
+    assert all(len(line.split(None, 1)) == 2 for line in out)
