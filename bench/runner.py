@@ -129,6 +129,8 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
         return done
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
+    for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
+        stale.unlink(missing_ok=True)
     write_atomic(folder / "spec.json", spec_json(spec))
     context: dict = {}
     try:
