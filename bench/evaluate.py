@@ -31,19 +31,17 @@ def has_gold(task, examples) -> bool:
 
 @torch.no_grad()
 def predict_classification(model, loader, kind: str, *, progress: bool = False, desc: str = "eval"):
-    """(predictions, gold labels) in loader order; labels of -1 / NaN mean unlabelled."""
+    """Predictions (class ids, or the single output for regression) in example order."""
     model.eval()
     device = next(model.parameters()).device
-    preds: list = []
+    preds: dict[int, object] = {}
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
         outputs = model(**inputs)
         logits = (outputs.logits if hasattr(outputs, "logits") else outputs[0]).float()
-        if kind == "regress":
-            preds.extend(logits.view(-1).tolist())
-        else:
-            preds.extend(logits.argmax(-1).tolist())
-    return preds
+        values = logits.view(-1).tolist() if kind == "regress" else logits.argmax(-1).tolist()
+        preds.update(zip(batch["idx"].tolist(), values))   # batches come longest first; idx restores order
+    return [preds[i] for i in range(len(preds))]
 
 
 def classification_loader(tokenizer, task, examples, *, max_length: int, batch_size: int):
@@ -51,7 +49,7 @@ def classification_loader(tokenizer, task, examples, *, max_length: int, batch_s
 
     encoded = encode_classification(tokenizer, task, examples, max_length)
     return make_loader(encoded, batch_size=batch_size, pad_id=pad_id(tokenizer), shuffle=False, seed=0,
-                       group_by_length=False)
+                       group_by_length=True)
 
 
 def pad_id(tokenizer) -> int:
@@ -70,12 +68,12 @@ def evaluate_split(model, tokenizer, task, split: str, examples, *, max_length: 
         from bench.data import encode_generation_sources
         from bench.generate import generate
 
-        sources = encode_generation_sources(tokenizer, task, examples, max_length)
+        sources = encode_generation_sources(tokenizer, task, examples)
         model.eval()
         hyps = generate(model, tokenizer, sources, decoding, progress=progress)
         result.predictions = [h.replace("\n", " ") for h in hyps]
         if gold:
-            result.scores = scorers.score_split(task, split, result.predictions, examples)
+            result.scores = scorers.score_split(task.name, split, result.predictions, examples)
         return result
     loader = classification_loader(tokenizer, task, examples, max_length=max_length, batch_size=batch_size)
     preds = predict_classification(model, loader, task.kind, progress=progress, desc=f"eval {split}")
@@ -84,7 +82,7 @@ def evaluate_split(model, tokenizer, task, split: str, examples, *, max_length: 
     result.predictions = [_fmt(p) for p in preds]
     if gold:
         labels = [ex.label for ex in examples]
-        scores = scorers.score_classification(task, preds, labels)
+        scores = scorers.score_classification(task.name, preds, labels)
         result.scores = {split: scores}
     return result
 

@@ -161,6 +161,9 @@ def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
         if key not in checked:
             checked.add(key)
             build_meta(spec.model, task.kind, method_object(spec), num_labels=max(task.num_labels, 1))
+        unknown_splits = set(spec.eval_splits) - set(task.splits) - {"train"}
+        if unknown_splits:
+            raise ConfigError(f"run {spec.run_id}: task {task.name} has no split {', '.join(sorted(unknown_splits))}")
         if spec.decoding:
             from bench.decoding import Decoding
 
@@ -183,11 +186,12 @@ def check_data(specs: list[RunSpec], data_dir) -> None:
     root = Path(data_dir)
     if not root.is_dir():
         raise ConfigError(f"--data-dir {root}: not a directory")
-    for name in sorted({s.task for s in specs}):
-        task = get_task(name)
-        for split in ("train", *task.eval_splits):
-            if not load_split(task, split, root):
-                raise ConfigError(f"--data-dir {root}: task {name}, split {split} has no examples")
+    from bench.runner import eval_splits_of
+
+    needed = {(s.task, split) for s in specs for split in ("train", *eval_splits_of(s, get_task(s.task)))}
+    for name, split in sorted(needed):
+        if not load_split(get_task(name), split, root):
+            raise ConfigError(f"--data-dir {root}: task {name}, split {split} has no examples")
 
 
 # -- local execution --------------------------------------------------------------------------------------------

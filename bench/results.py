@@ -23,6 +23,8 @@ from pathlib import Path
 from bench.schema import COLUMNS
 
 ROWS_FILE = "rows.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 RESULTS_DIR = Path("results")
 
 
@@ -35,6 +37,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)           # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()

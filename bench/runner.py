@@ -88,7 +88,7 @@ def load_data(spec: RunSpec, task, data_dir) -> dict[str, list]:
 
     cfg = spec.train
     splits = {"train": subsample(load_split(task, "train", data_dir), cfg.max_train_examples, cfg.subsample_seed)}
-    for split in task.eval_splits:
+    for split in eval_splits_of(spec, task):
         examples = load_split(task, split, data_dir)
         splits[split] = examples[: cfg.max_eval_examples] if cfg.max_eval_examples else examples
     return splits
@@ -102,6 +102,12 @@ def train_loader(spec: RunSpec, task, tokenizer, examples):
     encoded = encode(tokenizer, task, examples, spec.train.max_length)
     return make_loader(encoded, batch_size=spec.train.batch_size, pad_id=pad_id(tokenizer), shuffle=True,
                        seed=spec.seed)
+
+
+def eval_splits_of(spec: RunSpec, task) -> tuple[str, ...]:
+    """The splits a run evaluates: the spec's choice or the task's, always including the selection split."""
+    chosen = tuple(spec.eval_splits) or tuple(task.eval_splits)
+    return chosen if task.select_split in chosen else (task.select_split, *chosen)
 
 
 def decoding_of(spec: RunSpec, task):
@@ -123,6 +129,8 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
         return done
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
+    for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
+        stale.unlink(missing_ok=True)
     write_atomic(folder / "spec.json", spec_json(spec))
     context: dict = {}
     try:
@@ -199,7 +207,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     eval_start = time.perf_counter()
     scores: dict = {}
-    for split in task.eval_splits:
+    for split in eval_splits_of(spec, task):
         res = cached.get(fitted.best_epoch) if split == select_split else None
         if res is None:
             res = evaluate_split(model, tokenizer, task, split, data[split], max_length=cfg.max_length,
@@ -208,7 +216,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         scores.update(res.scores)
     eval_seconds = fitted.eval_seconds + (time.perf_counter() - eval_start)
     if not scores:
-        raise RuntimeError(f"task {task.name}: no evaluated split has labels ({', '.join(task.eval_splits)})")
+        raise RuntimeError(f"task {task.name}: no evaluated split has labels ({', '.join(eval_splits_of(spec, task))})")
 
     stats = fitted.train
     env = {**env, "train_seconds": round(stats.seconds, 3),
@@ -216,9 +224,12 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
            "train_tokens_per_s": round(stats.tokens / stats.seconds, 3) if stats.seconds else "",
            "eval_seconds": round(eval_seconds, 3), "peak_mem_mb": round(peak, 1),
            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    accelerator.free_memory()
-    del model
-    torch.set_grad_enabled(True)
+    del model, loader, accelerator
+    if torch.cuda.is_available():
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
     return metric_rows(spec, scores, best_epoch=fitted.best_epoch, counts=counts, env=env)
 
 

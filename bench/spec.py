@@ -59,6 +59,7 @@ class RunSpec:
     seed: int = 0
     preset: str = "adhoc"
     decoding: dict = field(default_factory=dict)
+    eval_splits: tuple[str, ...] = ()     # splits to evaluate and report; () = the task's eval_splits
     init_from: str | None = None
     save_state: bool = False              # keep the best method state on disk (runs that others start from)
     label: str = ""
@@ -96,6 +97,7 @@ class RunSpec:
         d = dict(d)
         d.pop("spec_version", None)
         d["train"] = TrainConfig(**d.get("train", {}))
+        d["eval_splits"] = tuple(d.get("eval_splits", ()))
         return RunSpec(**d)
 
 

@@ -115,7 +115,13 @@ def compute_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, label_sm
             raise ValueError(f"generation logits cover {logits.shape[1]} positions, labels {labels.shape[1]}")
         shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
         shift_labels = labels[:, 1:].reshape(-1)
-        return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, label_smoothing=label_smoothing)
+        total = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, label_smoothing=label_smoothing,
+                                reduction="sum")
+        n_target = (shift_labels != -100).sum()
+        if int(n_target) == 0:
+            raise ValueError("a training batch has no target tokens (every label is -100): max_length cuts off "
+                             "the whole target; raise train.max_length")
+        return total / n_target
     raise ValueError(f"unknown task kind {kind!r}; expected classify, regress or generate")
 
 
@@ -145,6 +151,9 @@ def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerato
             outputs = model(**model_inputs(batch))
             logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
             loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss is {float(loss)} at optimizer step {stats.steps + 1} "
+                                         f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr?")
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 if cfg.max_grad_norm > 0:
