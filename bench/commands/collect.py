@@ -1,0 +1,25 @@
+"""`peft-bench collect PRESET`: results/PRESET.csv from the preset's finished runs (one row per run x split x
+metric). Runs not in the preset's current definition are not included."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.commands.grid import add_selection, selection
+
+
+def run(args) -> int:
+    from bench.grid import plan
+    from bench.results import collect
+
+    specs = plan(args.preset, **selection(args))
+    out = Path(args.out or Path(args.results_dir) / f"{args.preset}.csv")
+    counts = collect(specs, args.results_dir, out)
+    print(f"{out}: {counts['rows']} rows from {counts['ok']} ok and {counts['failed']} failed runs; "
+          f"{counts['todo']} of {len(specs)} runs not finished")
+    return 0
+
+
+def register(parser) -> None:
+    add_selection(parser)
+    parser.add_argument("--out", default=None, help="CSV path (default results/PRESET.csv)")
+    parser.set_defaults(func=run)

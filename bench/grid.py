@@ -1,0 +1,221 @@
+"""Planning and running a grid: validate every spec up front, order dependencies first, shard, skip done runs.
+
+`plan(name, ...)` expands a preset (with `--set` overrides and filters) into resolved specs, checked before any
+training: unknown model / task / method / field, a method that does not fit the model (checked on the meta
+device), a dependency missing from the grid, and (with a data dir) every data file the runs will read.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterable
+
+from bench.config import ConfigError
+from bench.results import run_dir, run_status
+from bench.spec import RunSpec, apply_overrides
+
+
+# -- ordering and shards ----------------------------------------------------------------------------------------
+def order(specs: list[RunSpec]) -> list[RunSpec]:
+    """Dependencies before their dependents; otherwise the preset's order. Duplicate run_ids are an error."""
+    by_id: dict[str, RunSpec] = {}
+    for spec in specs:
+        if spec.run_id in by_id:
+            raise ConfigError(f"preset {spec.preset}: two runs resolve to the same run_id {spec.run_id} "
+                              f"({spec.display} on {spec.task}, seed {spec.seed})")
+        by_id[spec.run_id] = spec
+    out, placed = [], set()
+
+    def place(spec: RunSpec, chain: tuple[str, ...]) -> None:
+        if spec.run_id in placed:
+            return
+        if spec.run_id in chain:
+            raise ConfigError(f"preset {spec.preset}: dependency cycle through {spec.run_id}")
+        if spec.init_from:
+            dep = by_id.get(spec.init_from)
+            if dep is None:
+                raise ConfigError(f"run {spec.run_id} starts from {spec.init_from}, which is not in the grid")
+            if not dep.save_state:
+                raise ConfigError(f"run {spec.run_id} starts from {dep.run_id}, which does not save its state")
+            place(dep, chain + (spec.run_id,))
+        placed.add(spec.run_id)
+        out.append(spec)
+
+    for spec in specs:
+        place(spec, ())
+    return out
+
+
+def root_of(spec: RunSpec, by_id: dict[str, RunSpec]) -> str:
+    while spec.init_from and spec.init_from in by_id:
+        spec = by_id[spec.init_from]
+    return spec.run_id
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N with 0 <= I < N, got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard expects I/N with 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def shard(specs: list[RunSpec], i: int, n: int) -> list[RunSpec]:
+    """Runs of shard i of n. A run and everything that starts from it land in the same shard."""
+    if n == 1:
+        return specs
+    by_id = {s.run_id: s for s in specs}
+    roots: list[str] = []
+    for s in specs:
+        r = root_of(s, by_id)
+        if r not in roots:
+            roots.append(r)
+    mine = {r for k, r in enumerate(roots) if k % n == i}
+    return [s for s in specs if root_of(s, by_id) in mine]
+
+
+# -- planning and validation ------------------------------------------------------------------------------------
+def plan(name: str, *, overrides: Iterable[str] = (), tasks: Iterable[str] = (), methods: Iterable[str] = (),
+         seeds: Iterable[int] = (), resolve_methods: bool = True) -> list[RunSpec]:
+    """The preset's runs, overridden, filtered (keeping dependencies), resolved and ordered."""
+    from bench.presets import get_preset
+
+    specs = get_preset(name).specs(name)
+    overrides = list(overrides)
+    if overrides:
+        specs = _override_all(specs, overrides)
+    if resolve_methods:
+        specs = _resolve_all(specs)
+    specs = order(specs)
+    tasks, methods, seeds = set(tasks), set(methods), set(seeds)
+    if tasks or methods or seeds:
+        for what, wanted, have in (("task", tasks, {s.task for s in specs}),
+                                   ("method", methods, {s.method for s in specs}),
+                                   ("seed", seeds, {s.seed for s in specs})):
+            unknown = wanted - have
+            if unknown:
+                raise ConfigError(f"preset {name} has no {what} {', '.join(map(str, sorted(unknown)))}; "
+                                  f"it has: {', '.join(map(str, sorted(have)))}")
+        chosen = [s for s in specs if (not tasks or s.task in tasks) and (not methods or s.method in methods)
+                  and (not seeds or s.seed in seeds)]
+        specs = order(_with_dependencies(chosen, specs))
+    return specs
+
+
+def _override_all(specs: list[RunSpec], overrides: list[str]) -> list[RunSpec]:
+    """Apply `--set` to every run, keeping init_from links pointing at the overridden dependencies."""
+    new_ids: dict[str, str] = {}
+    out = []
+    for spec in order(specs):
+        new = apply_overrides(spec, overrides)
+        if spec.init_from:
+            new = dataclasses.replace(new, init_from=new_ids[spec.init_from])
+        new_ids[spec.run_id] = new.run_id
+        out.append(new)
+    return out
+
+
+def _resolve_all(specs: list[RunSpec]) -> list[RunSpec]:
+    from bench.spec import resolve
+
+    new_ids: dict[str, str] = {}
+    out = []
+    for spec in order(specs):
+        new = resolve(spec)
+        if spec.init_from:
+            new = dataclasses.replace(new, init_from=new_ids[spec.init_from])
+        new_ids[spec.run_id] = new.run_id
+        out.append(new)
+    return out
+
+
+def _with_dependencies(chosen: list[RunSpec], every: list[RunSpec]) -> list[RunSpec]:
+    by_id = {s.run_id: s for s in every}
+    keep = {s.run_id for s in chosen}
+    for s in chosen:
+        while s.init_from:
+            keep.add(s.init_from)
+            s = by_id[s.init_from]
+    return [s for s in every if s.run_id in keep]
+
+
+def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
+    """Everything that can be checked without training; ConfigError with a one-line message otherwise."""
+    from bench.models import build_meta, model_info
+    from bench.spec import method_object
+    from bench.tasks import get_task
+
+    checked: set = set()
+    for spec in specs:
+        task = get_task(spec.task)
+        info = model_info(spec.model)
+        if task.kind == "generate" and info.family != "gpt2":
+            raise ConfigError(f"task {task.name} is generation; model {spec.model} ({info.family}) is an encoder")
+        if task.kind != "generate" and info.family == "gpt2":
+            raise ConfigError(f"task {task.name} is {task.kind}; this suite runs GPT-2 on generation tasks only")
+        key = (spec.model, task.kind, task.num_labels, spec.method, repr(sorted(spec.method_config.items())))
+        if key not in checked:
+            checked.add(key)
+            build_meta(spec.model, task.kind, method_object(spec), num_labels=max(task.num_labels, 1))
+        unknown_splits = set(spec.eval_splits) - set(task.splits) - {"train"}
+        if unknown_splits:
+            raise ConfigError(f"run {spec.run_id}: task {task.name} has no split {', '.join(sorted(unknown_splits))}")
+        if spec.decoding:
+            from bench.decoding import Decoding
+
+            unknown = set(spec.decoding) - {f.name for f in dataclasses.fields(Decoding)}
+            if unknown:
+                raise ConfigError(f"run {spec.run_id}: decoding has no field {', '.join(sorted(unknown))}")
+        if model_dir is not None and not info.tiny:
+            root = Path(model_dir)
+            if not ((root / spec.model / "config.json").is_file() or (root / "config.json").is_file()):
+                raise ConfigError(f"--model-dir {root}: no {spec.model}/config.json (a from_pretrained folder)")
+    if data_dir is not None:
+        check_data(specs, data_dir)
+
+
+def check_data(specs: list[RunSpec], data_dir) -> None:
+    """Load every split the runs read (train and the task's evaluated splits) once; DataError names the file."""
+    from bench.data import load_split
+    from bench.tasks import get_task
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise ConfigError(f"--data-dir {root}: not a directory")
+    from bench.runner import eval_splits_of
+
+    needed = {(s.task, split) for s in specs for split in ("train", *eval_splits_of(s, get_task(s.task)))}
+    for name, split in sorted(needed):
+        if not load_split(get_task(name), split, root):
+            raise ConfigError(f"--data-dir {root}: task {name}, split {split} has no examples")
+
+
+# -- local execution --------------------------------------------------------------------------------------------
+def pending(specs: list[RunSpec], results_dir) -> list[RunSpec]:
+    return [s for s in specs if run_status(run_dir(results_dir, s.preset, s.run_id)) != "ok"]
+
+
+def run_local(specs: list[RunSpec], *, results_dir="results", data_dir=None, model_dir=None, progress=True,
+              on_start: Callable[[int, int, RunSpec], None] | None = None,
+              on_done: Callable[[RunSpec, list[dict], float], None] | None = None) -> dict:
+    """Run every spec not yet done, in order, in this process. Returns counts {ok, failed, skipped}."""
+    import time
+
+    from bench.runner import run_one
+
+    todo = pending(specs, results_dir)
+    counts = {"ok": 0, "failed": 0, "skipped": len(specs) - len(todo)}
+    for k, spec in enumerate(todo):
+        if on_start:
+            on_start(k, len(todo), spec)
+        start = time.perf_counter()
+        rows = run_one(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir, progress=progress)
+        status = "ok" if all(r.get("status") == "ok" for r in rows) else "failed"
+        counts[status] += 1
+        if on_done:
+            on_done(spec, rows, time.perf_counter() - start)
+    return counts

@@ -1,0 +1,213 @@
+"""The performance benchmark's plan (which cases run), its runner (each case in a fresh process, suite and
+baseline interleaved so that a change in machine load hits both sides of a ratio alike) and its summary
+(the side-by-side ratios printed by `peft-bench perf`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from bench.perf_decode import DecodeCase
+from bench.perf_train import TrainCase
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# classification (MiniLM on SST-2): every pair runs under both engines and both padding policies
+CLASSIFY_PAIRED = ("full", "lora", "prompt")
+# classification, suite only (no Trainer + peft equivalent that runs on BERT in this transformers version)
+CLASSIFY_SUITE_ONLY = ("bitfit", "adapter", "prefix", "topk")
+# GPT-2 training (generation task): prefix tuning is the method peft runs on GPT-2 only
+GENERATE_PAIRED = ("prefix",)
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str = "minilm-l6"
+    task: str = "sst2"
+    gen_model: str = "tiny-gpt2"
+    gen_task: str = "e2e"
+    gen_split: str = "dev"           # E2E's train file is not in every local copy; speed does not depend on it
+    data_dir: str | None = None
+    model_dir: str | None = None
+    batch_size: int = 16
+    steps: int = 8                   # timed steps of a max_length case (every batch has the same shape)
+    dynamic_steps: int = 32          # timed steps of a dynamic case (batch shapes vary: more steps, same cost)
+    warmup: int = 2
+    max_length: int = 128
+    gen_max_length: int = 512         # the task's max length (E2E with a byte-level tokenizer runs to ~300 tokens)
+    examples: int = 2000
+    decode_inputs: int = 64
+    device: str = "cpu"
+    threads: int = 1
+    generation_training: bool = True
+    suite_only: bool = True
+
+
+def train_cases(plan: Plan) -> list[TrainCase]:
+    common = dict(data_dir=plan.data_dir, model_dir=plan.model_dir, batch_size=plan.batch_size,
+                  warmup=plan.warmup, examples=plan.examples, device=plan.device)
+    steps = {"max_length": plan.steps, "dynamic": plan.dynamic_steps}
+    cases = []
+    for method in CLASSIFY_PAIRED:
+        for padding in ("max_length", "dynamic"):
+            for engine in ("suite", "baseline"):
+                cases.append(TrainCase(engine=engine, method=method, padding=padding, model=plan.model,
+                                       task=plan.task, max_length=plan.max_length, steps=steps[padding], **common))
+    if plan.suite_only:
+        for method in CLASSIFY_SUITE_ONLY:
+            cases.append(TrainCase(engine="suite", method=method, padding="dynamic", model=plan.model,
+                                   task=plan.task, max_length=plan.max_length, steps=steps["dynamic"], **common))
+    if plan.generation_training:
+        for method in GENERATE_PAIRED:
+            for padding in ("max_length", "dynamic"):
+                for engine in ("suite", "baseline"):
+                    cases.append(TrainCase(engine=engine, method=method, padding=padding, model=plan.gen_model,
+                                           task=plan.gen_task, split=plan.gen_split, steps=steps[padding],
+                                           max_length=plan.gen_max_length, **common))
+    return cases
+
+
+def decode_case(plan: Plan) -> DecodeCase:
+    return DecodeCase(model=plan.gen_model, task=plan.gen_task, split=plan.gen_split, data_dir=plan.data_dir,
+                      model_dir=plan.model_dir, inputs=plan.decode_inputs, device=plan.device)
+
+
+def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dict]:
+    """Run one case, in a fresh Python process unless `isolate` is False (then its memory figures include
+    whatever earlier cases left in this process). A failure becomes one record with status=failed and the error."""
+    if not isolate:
+        from bench.perf_worker import run_job
+
+        load_before = _load()
+        records = run_job(kind, asdict(case))
+        for record in records:
+            record["status"] = "ok"
+            record["load_avg_1m_before_after"] = [load_before, _load()]
+            record["isolated_process"] = False
+        return records
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "case.json", Path(tmp) / "out.json"
+        job.write_text(json.dumps({"kind": kind, "threads": threads, "case": asdict(case)}))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        load_before = _load()
+        proc = subprocess.run([sys.executable, "-m", "bench.perf_worker", str(job), str(out)], env=env,
+                              capture_output=True, text=True)
+        load_after = _load()
+        if proc.returncode != 0 or not out.exists():
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+            fields = asdict(case)
+            return [{"kind": kind, "engine": fields.get("engine", "suite"), "method": fields.get("method", "none"),
+                     "padding": fields.get("padding"), "model": fields.get("model"), "task": fields.get("task"),
+                     "status": "failed", "error": " | ".join(tail) or f"exit code {proc.returncode}",
+                     "case": fields}]
+        records = json.loads(out.read_text())
+    for record in records:
+        record["status"] = "ok"
+        record["load_avg_1m_before_after"] = [load_before, load_after]
+        record["isolated_process"] = True
+    return records
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None, *,
+             isolate: bool = True) -> list[dict]:
+    """All cases of the plan, in order (suite and baseline of a pair back to back); returns the records."""
+    jobs: list[tuple[str, object]] = [("train", c) for c in train_cases(plan)] + [("decode", decode_case(plan))]
+    records = []
+    for i, (kind, case) in enumerate(jobs):
+        if on_case is not None:
+            on_case(getattr(case, "label", f"decode/{case.model}/{case.task}"), i, len(jobs))
+        records += run_case(kind, case, plan.threads, isolate=isolate)
+    return records
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+
+def _find(records: Iterable[dict], **match) -> dict | None:
+    for r in records:
+        if r.get("status") == "ok" and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def comparisons(records: list[dict]) -> dict:
+    """Side-by-side ratios: suite / baseline at equal policy, suite dynamic / suite max_length, LoRA / full
+    memory, batched / batch-1 decoding."""
+    out = {"engine": [], "padding": [], "memory": [], "decode": []}
+    train = [r for r in records if r.get("kind") == "train" and r.get("status") == "ok"]
+    keys = sorted({(r["model"], r["task"], r["method"], r["padding"]) for r in train})
+    for model, task, method, padding in keys:
+        s = _find(train, model=model, task=task, method=method, padding=padding, engine="suite")
+        b = _find(train, model=model, task=task, method=method, padding=padding, engine="baseline")
+        if s and b:
+            out["engine"].append({
+                "model": model, "task": task, "method": method, "padding": padding,
+                "suite_examples_per_s": s["examples_per_s"], "baseline_examples_per_s": b["examples_per_s"],
+                "speedup": _ratio(s["examples_per_s"], b["examples_per_s"]),
+                "speedup_cpu": _ratio(s["examples_per_cpu_s"], b["examples_per_cpu_s"]),
+                "suite_peak_mem_mb": s["peak_mem_mb"], "baseline_peak_mem_mb": b["peak_mem_mb"]})
+    for model, task, method in sorted({k[:3] for k in keys}):
+        for engine in ("suite", "baseline"):
+            d = _find(train, model=model, task=task, method=method, padding="dynamic", engine=engine)
+            m = _find(train, model=model, task=task, method=method, padding="max_length", engine=engine)
+            if d and m:
+                out["padding"].append({
+                    "model": model, "task": task, "method": method, "engine": engine,
+                    "dynamic_examples_per_s": d["examples_per_s"], "max_length_examples_per_s": m["examples_per_s"],
+                    "speedup": _ratio(d["examples_per_s"], m["examples_per_s"]),
+                    "speedup_cpu": _ratio(d["examples_per_cpu_s"], m["examples_per_cpu_s"])})
+    for model, task in sorted({k[:2] for k in keys}):
+        for padding in ("max_length", "dynamic"):
+            lora = _find(train, model=model, task=task, method="lora", padding=padding, engine="suite")
+            full = _find(train, model=model, task=task, method="full", padding=padding, engine="suite")
+            if lora and full:
+                out["memory"].append({"model": model, "task": task, "padding": padding,
+                                      "lora_peak_mem_mb": lora["peak_mem_mb"], "full_peak_mem_mb": full["peak_mem_mb"],
+                                      "saved_mb": full["peak_mem_mb"] - lora["peak_mem_mb"],
+                                      "lora_above_start_mb": lora["peak_mem_mb"] - lora["mem_before_steps_mb"],
+                                      "full_above_start_mb": full["peak_mem_mb"] - full["mem_before_steps_mb"]})
+    s = _find(records, kind="decode", engine="suite")
+    b = _find(records, kind="decode", engine="baseline")
+    if s and b:
+        out["decode"].append({"model": s["model"], "task": s["task"], "inputs": s["inputs"],
+                              "batched_inputs_per_s": s["inputs_per_s"], "batch1_inputs_per_s": b["inputs_per_s"],
+                              "speedup": _ratio(s["inputs_per_s"], b["inputs_per_s"]),
+                              "speedup_cpu": _ratio(s["inputs_per_cpu_s"], b["inputs_per_cpu_s"]),
+                              "identical_outputs": s["identical_outputs"]})
+    return out
+
+
+def add_roofline(records: list[dict], peak_flops: float) -> None:
+    for r in records:
+        if r.get("kind") == "train" and r.get("status") == "ok":
+            r["matmul_peak_flops_per_s"] = peak_flops
+            r["fraction_of_matmul_peak"] = r["flops_per_s"] / peak_flops
+
+
+def with_machine(records: list[dict], machine: dict) -> list[dict]:
+    return [dict(r, machine=machine) for r in records]
+
+
+def replace(plan: Plan, **changes) -> Plan:
+    return dataclasses.replace(plan, **changes)

@@ -1,0 +1,77 @@
+"""Presets: Python functions returning `list[RunSpec]`, one explicit line each in PRESETS.
+
+The numbers come from `shared/reference/recipes.md` (LoRA Table 2, Prefix-Tuning Table 1). Where the paper and
+the released scripts disagree there are two presets, `<name>` (paper) and `<name>-script`. Rows the papers
+quoted from earlier work (FT, BitFit, Adapter^D on GLUE) use a recipe of ours, marked `recipe="own"`.
+No torch import: `peft-bench show` plans grids without loading models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from bench.presets_glue import glue_roberta_base, glue_roberta_large, glue_roberta_large_restricted
+from bench.presets_nlg import nlg_gpt2_large, nlg_gpt2_medium
+from bench.presets_small import minilm_glue, smoke
+from bench.spec import RunSpec
+
+SMOKE_DATA = Path(__file__).resolve().parent / "fixtures" / "smoke"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run of a preset asks Slurm for."""
+
+    gpus: int = 1                 # GPUs per run
+    cpus: int = 8                 # CPU cores per run
+    mem_gb: int = 64              # host memory per run, GiB
+    hours: float = 24.0           # wall-clock limit per run, hours
+    partition: str = ""           # Slurm partition ("" = the cluster default)
+
+
+@dataclass(frozen=True)
+class Preset:
+    build: Callable[[], list[RunSpec]]
+    summary: str
+    resources: Resources = field(default_factory=Resources)
+    default_data_dir: Path | None = None     # used when --data-dir is not given (None: the Hub)
+
+    def specs(self, name: str) -> list[RunSpec]:
+        return [replace(s, preset=name) for s in self.build()]
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(smoke, "every method on tiny models and fixture data, offline, < 3 min on CPU",
+                    Resources(gpus=0, cpus=2, mem_gb=4, hours=0.5), SMOKE_DATA),
+    "minilm-glue": Preset(minilm_glue, "all-MiniLM-L6-v2 on real SST-2 (subsample) and RTE, every encoder "
+                          "method, < 1 h on 2 CPU cores", Resources(gpus=0, cpus=2, mem_gb=8, hours=2)),
+    "glue-roberta-base": Preset(lambda: glue_roberta_base("paper"), "LoRA Table 2, RoBERTa-base rows (FT, BitFit, "
+                                "Adapter^D 0.3M/0.9M, LoRA) x 8 GLUE tasks x 5 seeds; paper hyperparameters",
+                                Resources(gpus=1, cpus=8, mem_gb=64, hours=48)),
+    "glue-roberta-base-script": Preset(lambda: glue_roberta_base("script"), "as glue-roberta-base with the released "
+                                       "scripts' LoRA settings (alpha 16, 8-GPU global batch)",
+                                       Resources(gpus=1, cpus=8, mem_gb=64, hours=48)),
+    "glue-roberta-large": Preset(lambda: glue_roberta_large("paper"), "LoRA Table 2, RoBERTa-large FT and LoRA x 8 "
+                                 "GLUE tasks x 5 seeds; paper hyperparameters",
+                                 Resources(gpus=1, cpus=8, mem_gb=96, hours=72)),
+    "glue-roberta-large-script": Preset(lambda: glue_roberta_large("script"), "as glue-roberta-large with the "
+                                        "released scripts' settings where they differ",
+                                        Resources(gpus=1, cpus=8, mem_gb=96, hours=72)),
+    "glue-roberta-large-restricted": Preset(glue_roberta_large_restricted, "LoRA Table 2 dagger block: Adapter^P "
+                                            "3.0M/0.8M, Adapter^H 6.0M/0.8M, LoRA; max len 128, pretrained init",
+                                            Resources(gpus=1, cpus=8, mem_gb=96, hours=72)),
+    "nlg-gpt2-medium": Preset(nlg_gpt2_medium, "Prefix-Tuning Table 1, GPT-2 Medium: E2E, WebNLG, DART x FT, "
+                              "FT-top2, Adapter 3%/0.1%, Prefix x 3 seeds",
+                              Resources(gpus=1, cpus=8, mem_gb=64, hours=48)),
+    "nlg-gpt2-large": Preset(nlg_gpt2_large, "Prefix-Tuning Table 1, GPT-2 Large: E2E, WebNLG, DART x FT, Prefix "
+                             "x 3 seeds", Resources(gpus=1, cpus=8, mem_gb=96, hours=72)),
+}
+
+
+def get_preset(name: str):
+    from bench.config import ConfigError
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets are: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,268 @@
+"""`run_one(spec)`: seeds, model, method, data, `fit`, final evaluation, atomic run folder.
+
+The only place that turns a RunSpec into work. It never asks which method it runs (the method object
+applies itself); the task's kind picks the loss and the evaluation.
+"""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+import traceback
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.results import failed_rows, metric_rows, read_rows, run_dir, write_atomic, write_jsonl, ROWS_FILE
+from bench.spec import RunSpec, spec_json
+
+STATE_FILE = "state.pt"
+
+
+# -- environment ------------------------------------------------------------------------------------------------
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "bench", "methods"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}-dirty" if sha and dirty else sha
+
+
+def environment(device) -> dict:
+    import torch
+    import transformers
+
+    name = str(device)
+    if getattr(device, "type", "") == "cuda":
+        name = f"cuda:{torch.cuda.get_device_name(device)}"
+    elif getattr(device, "type", "") == "cpu":
+        name = f"cpu x{torch.get_num_threads()} threads"
+    return {"device": name, "torch_version": torch.__version__, "transformers_version": transformers.__version__,
+            "git_commit": git_commit()}
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:  # Linux: "5" resets the process's peak resident set size (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb() -> float:
+    """CUDA max allocated since the reset, or the process's peak RSS (VmHWM) on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- data -------------------------------------------------------------------------------------------------------
+def subsample(examples: list, n: int, seed: int) -> list:
+    if not n or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+def load_data(spec: RunSpec, task, data_dir) -> dict[str, list]:
+    """Train (subsampled) and every evaluated split; DataError (a ConfigError) when a file is missing."""
+    from bench.data import load_split
+
+    cfg = spec.train
+    splits = {"train": subsample(load_split(task, "train", data_dir), cfg.max_train_examples, cfg.subsample_seed)}
+    for split in eval_splits_of(spec, task):
+        examples = load_split(task, split, data_dir)
+        splits[split] = examples[: cfg.max_eval_examples] if cfg.max_eval_examples else examples
+    return splits
+
+
+def train_loader(spec: RunSpec, task, tokenizer, examples):
+    from bench.data import encode_classification, encode_generation_train, make_loader
+    from bench.evaluate import pad_id
+
+    encode = encode_generation_train if task.kind == "generate" else encode_classification
+    encoded = encode(tokenizer, task, examples, spec.train.max_length)
+    return make_loader(encoded, batch_size=spec.train.batch_size, pad_id=pad_id(tokenizer), shuffle=True,
+                       seed=spec.seed)
+
+
+def eval_splits_of(spec: RunSpec, task) -> tuple[str, ...]:
+    """The splits a run evaluates: the spec's choice or the task's, always including the selection split."""
+    chosen = tuple(spec.eval_splits) or tuple(task.eval_splits)
+    return chosen if task.select_split in chosen else (task.select_split, *chosen)
+
+
+def decoding_of(spec: RunSpec, task):
+    if task.kind != "generate":
+        return None
+    return replace(task.decoding, **spec.decoding) if spec.decoding else task.decoding
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=None, progress: bool = True,
+            force: bool = False) -> list[dict]:
+    """Train and evaluate `spec`; write its run folder; return its rows. A finished ok run is not redone.
+
+    Exceptions inside the run become one `status=failed` row carrying the error (traceback in error.txt).
+    """
+    folder = run_dir(results_dir, spec.preset, spec.run_id)
+    done = read_rows(folder)
+    if done is not None and not force and all(r.get("status") == "ok" for r in done):
+        return done
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
+    for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
+        stale.unlink(missing_ok=True)
+    write_atomic(folder / "spec.json", spec_json(spec))
+    context: dict = {}
+    try:
+        rows = _execute(spec, folder, context, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                        progress=progress)
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed run, the grid goes on
+        write_atomic(folder / "error.txt", traceback.format_exc())
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:2000]
+        rows = failed_rows(spec, message, counts=context.get("counts"), env=context.get("env"))
+    write_atomic(folder / ROWS_FILE, json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_dir, model_dir,
+             progress: bool) -> list[dict]:
+    import torch
+    from accelerate.utils import set_seed
+
+    from bench.evaluate import evaluate_split, score_value
+    from bench.models import apply_method, load_model
+    from bench.tasks import get_task
+    from bench.train import (enable_grad_checkpointing, fit, make_accelerator, set_dropout, trainable_state)
+    from methods import count_params
+
+    from bench.spec import method_object
+
+    cfg = spec.train
+    task = get_task(spec.task)
+    method = method_object(spec)
+    data = load_data(spec, task, data_dir)
+    decoding = decoding_of(spec, task)
+
+    set_seed(spec.seed)
+    model, tokenizer = load_model(spec.model, kind=task.kind, num_labels=max(task.num_labels, 1),
+                                  model_dir=model_dir)
+    arch = apply_method(model, method)
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
+    if spec.init_from:
+        _init_from(model, arch, run_dir(results_dir, spec.preset, spec.init_from) / STATE_FILE)
+    context["counts"] = counts = count_params(model, arch, method)
+    if cfg.grad_checkpointing:
+        enable_grad_checkpointing(model)
+    accelerator = make_accelerator(cfg)
+    context["env"] = env = environment(accelerator.device)
+    loader = train_loader(spec, task, tokenizer, data["train"])
+    _reset_peak_memory()
+
+    select_split, select_metric = task.select_split, task.select_metric
+    cached: dict[int, object] = {}
+
+    def evaluate(m, epoch: int):
+        res = evaluate_split(m, tokenizer, task, select_split, data[select_split], max_length=cfg.max_length,
+                             batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
+        cached[epoch] = res
+        logged, score, higher = {}, None, True
+        for split_name, metrics in res.scores.items():
+            for metric, s in metrics.items():
+                logged[f"{split_name}_{metric}"] = score_value(s)
+        chosen = res.scores.get(select_split, {}).get(select_metric)
+        if chosen is not None:
+            score, higher = score_value(chosen), getattr(chosen, "higher_is_better", True)
+        logged["select"] = f"{select_split}_{select_metric}"
+        return score, higher, logged
+
+    def on_epoch(log: list[dict]) -> None:
+        write_jsonl(folder / "log.jsonl", log)
+
+    fitted = fit(model, loader, kind=task.kind, cfg=cfg, evaluate=evaluate, accelerator=accelerator,
+                 on_epoch=on_epoch, progress=progress)
+    peak = peak_memory_mb()
+    if spec.save_state:
+        _save_state(folder / STATE_FILE, trainable_state(model))
+
+    eval_start = time.perf_counter()
+    scores: dict = {}
+    for split in eval_splits_of(spec, task):
+        res = cached.get(fitted.best_epoch) if split == select_split else None
+        if res is None:
+            res = evaluate_split(model, tokenizer, task, split, data[split], max_length=cfg.max_length,
+                                 batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
+        write_atomic(folder / "predictions" / f"{split}.txt", "".join(p + "\n" for p in res.predictions))
+        scores.update(res.scores)
+    eval_seconds = fitted.eval_seconds + (time.perf_counter() - eval_start)
+    if not scores:
+        raise RuntimeError(f"task {task.name}: no evaluated split has labels ({', '.join(eval_splits_of(spec, task))})")
+
+    stats = fitted.train
+    env = {**env, "train_seconds": round(stats.seconds, 3),
+           "train_examples_per_s": round(stats.examples / stats.seconds, 3) if stats.seconds else "",
+           "train_tokens_per_s": round(stats.tokens / stats.seconds, 3) if stats.seconds else "",
+           "eval_seconds": round(eval_seconds, 3), "peak_mem_mb": round(peak, 1),
+           "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    del model, loader, accelerator
+    if torch.cuda.is_available():
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
+    return metric_rows(spec, scores, best_epoch=fitted.best_epoch, counts=counts, env=env)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def _init_from(model, arch, path: Path) -> None:
+    """Load a dependency's trained method weights; the task head stays fresh (label sets differ)."""
+    import torch
+
+    from methods.base import head_parameters
+
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: {path} does not exist (the run it starts from has not finished)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    head_ids = {id(p) for p in head_parameters(model, arch)}
+    params = dict(model.named_parameters())
+    loaded = 0
+    with torch.no_grad():
+        for name, value in state.items():
+            p = params.get(name)
+            if p is None or id(p) in head_ids:
+                continue
+            if tuple(p.shape) != tuple(value.shape):
+                raise ValueError(f"init_from {path}: {name} has shape {tuple(value.shape)}, model {tuple(p.shape)}")
+            p.copy_(value.to(p.dtype))
+            loaded += 1
+    if loaded == 0:
+        raise ValueError(f"init_from {path}: no parameter of the saved state matches this model")

@@ -1,0 +1,93 @@
+"""The perf harness end to end on tiny models and a tiny fixture, with tiny step counts (not a timed test:
+it checks that every case runs and every record carries its fields, not how fast anything is)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.perf import StepRecorder, matmul_params, step_flops
+from bench.perf_plan import Plan, comparisons, train_cases
+
+TRAIN_FIELDS = ("kind", "method", "engine", "padding", "batch_size", "examples_per_s", "tokens_per_s", "peak_mem_mb",
+                "examples_per_cpu_s", "flops_per_s", "fraction_of_matmul_peak", "machine")
+DECODE_FIELDS = ("inputs_per_s", "identical_outputs")
+
+
+@pytest.fixture(scope="module")
+def perf_run(tmp_path_factory, fixtures_dir):
+    out = tmp_path_factory.mktemp("perf") / "perf.json"
+    code = main(["perf", "--model", "tiny-bert", "--gen-model", "tiny-gpt2", "--data-dir",
+                 str(fixtures_dir / "perf"), "--batch-size", "2", "--steps", "1", "--dynamic-steps", "2",
+                 "--warmup", "1", "--examples", "0", "--decode-inputs", "3", "--in-process", "--out", str(out)])
+    return code, json.loads(out.read_text())
+
+
+def test_every_case_runs_and_has_its_fields(perf_run):
+    code, records = perf_run
+    assert code == 0, [r.get("error") for r in records if r.get("status") != "ok"]
+    plan = Plan(model="tiny-bert", gen_model="tiny-gpt2")
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == len(train_cases(plan))
+    for r in train:
+        assert r["status"] == "ok"
+        for f in TRAIN_FIELDS:
+            assert r[f] is not None, f
+        assert r["examples_per_s"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_mb"] > 0
+        assert r["batch_size"] == 2
+        assert 0 < r["real_token_fraction"] <= 1
+    decode = [r for r in records if r["kind"] == "decode"]
+    assert {r["engine"] for r in decode} == {"suite", "baseline"}
+    for r in decode:
+        for f in DECODE_FIELDS:
+            assert r[f] is not None, f
+        assert r["identical_outputs"] is True
+        assert r["inputs"] == 3
+
+
+def test_equal_policy_means_equal_batches(perf_run):
+    """At equal padding policy the suite and the baseline train on the same batches (same token counts)."""
+    _, records = perf_run
+    train = [r for r in records if r["kind"] == "train"]
+    pairs = {}
+    for r in train:
+        pairs.setdefault((r["model"], r["method"], r["padding"]), {})[r["engine"]] = r
+    both = [p for p in pairs.values() if len(p) == 2]
+    assert both
+    for p in both:
+        s, b = p["suite"], p["baseline"]
+        assert s["timed_padded_tokens"] == b["timed_padded_tokens"]
+        assert s["timed_tokens"] == b["timed_tokens"] and s["timed_examples"] == b["timed_examples"]
+    max_len = [r for r in train if r["padding"] == "max_length" and r["model"] == "tiny-bert"]
+    assert max_len and all(r["timed_padded_tokens"] == 2 * 1 * 128 for r in max_len)
+
+
+def test_comparisons_pair_the_records(perf_run):
+    _, records = perf_run
+    comp = comparisons(records)
+    assert {c["method"] for c in comp["engine"] if c["model"] == "tiny-bert"} == {"full", "lora", "prompt"}
+    assert {c["padding"] for c in comp["engine"]} == {"dynamic", "max_length"}
+    assert all(c["speedup"] > 0 for c in comp["engine"] + comp["padding"] + comp["decode"])
+    assert comp["memory"] and comp["decode"][0]["identical_outputs"] is True
+
+
+def test_step_recorder_window():
+    recorder = StepRecorder(lambda rows: {"input_ids": torch.ones(2, 4), "attention_mask": torch.tensor(rows)})
+    for _ in range(4):
+        recorder([[1, 1, 0, 0], [1, 1, 1, 0]])
+    window = recorder.window(warmup=1, steps=2)
+    assert window["examples"] == 4 and window["tokens"] == 10 and window["padded_tokens"] == 16
+    assert window["seconds"] >= 0 and len(window["step_seconds"]) == 2
+    with pytest.raises(RuntimeError, match="needs 5"):
+        recorder.window(warmup=2, steps=2)
+
+
+def test_flops_formula_counts_trainable_matmuls():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    assert matmul_params(model) == (18, 18)
+    model[0].weight.requires_grad_(False)
+    assert matmul_params(model) == (18, 6)
+    assert step_flops(18, 6, 10) == (4 * 18 + 2 * 6) * 10
+    assert step_flops(18, 18, 10) == 6 * 18 * 10
