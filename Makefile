@@ -41,7 +41,7 @@ glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medi
 	$(PEFT_BENCH) report $@
 
 perf:
-	$(PEFT_BENCH) perf --out reports/perf/perf.json
+	$(PEFT_BENCH) perf $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --out reports/perf/perf.json
 
 clean:
 	rm -rf .pytest_cache build *.egg-info
