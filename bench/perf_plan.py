@@ -40,7 +40,7 @@ class Plan:
     dynamic_steps: int = 32          # timed steps of a dynamic case (batch shapes vary: more steps, same cost)
     warmup: int = 2
     max_length: int = 128
-    gen_max_length: int = 128
+    gen_max_length: int = 512         # the task's max length (E2E with a byte-level tokenizer runs to ~300 tokens)
     examples: int = 2000
     decode_inputs: int = 64
     device: str = "cpu"

@@ -182,7 +182,11 @@ def _run_baseline(case, task, model, tokenizer, encoded):
 
     method = make_method(case.method, list(case.method_set))
     if method.name != "full":
-        from peft import get_peft_model
+        try:
+            from peft import get_peft_model
+        except ImportError:
+            raise ImportError("the Trainer + peft baseline needs the peft package: pip install 'peft>=0.17,<1' "
+                              "(it is in peft-bench's [test] extra)") from None
 
         model = get_peft_model(model, peft_config(method, arch_of(model), task.kind))
     recorder = StepRecorder(_collator(case, task, tokenizer))
@@ -240,6 +244,8 @@ def run_train_case(case: TrainCase) -> dict:
         "tokens_per_cpu_s": window["tokens"] / window["cpu_seconds"], "cpu_seconds": window["cpu_seconds"],
         "padded_tokens_per_s": window["padded_tokens"] / seconds,
         "real_token_fraction": window["tokens"] / window["padded_tokens"],
+        "timed_examples": window["examples"], "timed_tokens": window["tokens"],
+        "timed_padded_tokens": window["padded_tokens"],
         "seconds": seconds, "step_seconds": window["step_seconds"],
         "peak_mem_mb": mem.peak_mb, "mem_before_steps_mb": mem.start_mb, "mem_measure": mem.kind,
         "params_trainable": trainable, "matmul_params": p_all, "matmul_params_trainable": p_train,

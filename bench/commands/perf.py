@@ -26,7 +26,8 @@ def register(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
     parser.add_argument("--max-length", type=int, default=128,
                         help="classification max length, the max_length padding width (default 128)")
-    parser.add_argument("--gen-max-length", type=int, default=128, help="generation training max length")
+    parser.add_argument("--gen-max-length", type=int, default=512,
+                        help="generation training max length, the max_length padding width (default 512, the task's)")
     parser.add_argument("--examples", type=int, default=2000, help="training examples sampled per case")
     parser.add_argument("--decode-inputs", type=int, default=64, help="inputs decoded (default 64)")
     parser.add_argument("--threads", type=int, default=1,
@@ -68,6 +69,7 @@ def run(args) -> int:
                 gen_max_length=args.gen_max_length, examples=args.examples, decode_inputs=args.decode_inputs,
                 device=args.device, threads=args.threads, generation_training=not args.no_generation_training,
                 suite_only=not args.no_suite_only)
+    _check_data(plan)
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -102,6 +104,20 @@ def run(args) -> int:
         print(f"FAILED {r['kind']} {r.get('engine')}/{r.get('method')}/{r.get('padding')}: {r.get('error')}",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_data(plan) -> None:
+    """Load both tasks' splits once before any case starts, so that missing data is one clear error."""
+    from bench.data import load_split
+
+    for task, split in ((plan.task, "train"), (plan.gen_task, plan.gen_split)):
+        try:
+            load_split(task, split, plan.data_dir)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the Hub unreachable, a missing package, ...
+            where = f"--data-dir {plan.data_dir}" if plan.data_dir else "the Hub (no --data-dir given)"
+            raise ConfigError(f"cannot load {task} {split} from {where}: {type(exc).__name__}: {exc}") from None
 
 
 def _print_tables(records: list[dict], comp: dict) -> None:

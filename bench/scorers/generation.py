@@ -16,6 +16,7 @@ DART    run_eval_on_dart.sh: BLEU = multi-bleu (case-sensitive, no tokenisation)
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from bench.config import ConfigError
@@ -96,16 +97,19 @@ def score_webnlg_subsets(hypotheses: Sequence[str], references: Sequence[Sequenc
                          ) -> dict[str, dict[str, Score]]:
     """WebNLG scores of several subsets (e.g. seen / unseen / all) of one set: segment statistics once."""
     hyps = [webnlg_hypothesis(h) for h in hypotheses]
-    width = max(WEBNLG_MAX_REFS, max(len(r) for r in references))
-    refs = [[webnlg_reference(r) for r in slots] + [""] * (width - len(slots)) for slots in references]
-    bleu_refs = [slots[:width] for slots in refs]
-    meteor_refs = [slots[:WEBNLG_MAX_REFS] for slots in refs]
-    ter_refs = [[r for r in slots[:WEBNLG_MAX_REFS] if r] or [""] for slots in refs]
+    # the official files: reference0..2 for BLEU (blank lines kept), 3 lines per input for METEOR -r 3,
+    # and the existing references (at most 3) for TER
+    refs = [[webnlg_reference(r) for r in slots[:WEBNLG_MAX_REFS]] for slots in references]
+    refs = [slots + [""] * (WEBNLG_MAX_REFS - len(slots)) for slots in refs]
+    bleu_refs = meteor_refs = refs
+    ter_refs = [[r for r in slots if r.strip()] or [""] for slots in refs]
     java.java_executable()
-    ter_stats = ter.parallel_segment_statistics(hyps, ter_refs, workers=ter_workers)
     out: dict[str, dict[str, Score]] = {}
-    with java.MeteorSession() as meteor:
-        meteor_stats = meteor.statistics(hyps, meteor_refs)
+    with java.MeteorSession() as meteor, ThreadPoolExecutor(max_workers=1) as background:
+        # METEOR's JVM works while the TER workers run
+        meteor_future = background.submit(meteor.statistics, hyps, meteor_refs)
+        ter_stats = ter.parallel_segment_statistics(hyps, ter_refs, workers=ter_workers)
+        meteor_stats = meteor_future.result()
         for name, idx in subsets.items():
             idx = list(idx)
             if not idx:
@@ -126,11 +130,14 @@ def _score_dart(hypotheses: list[str], references: list[list[str]], model_dir, t
     bleu = mteval.multi_bleu(hypotheses, references, lowercase=False)
     # prepare_files.py: every line of the first reference file, plus the non-blank lines of the others
     multi = [[refs[0] if refs else ""] + [r for r in refs[1:] if r.strip()] for refs in references]
-    ter_stats = ter.parallel_segment_statistics([h.strip() for h in hypotheses],
-                                                [[r.strip() for r in refs] for refs in multi], workers=ter_workers)
-    with java.MeteorSession() as meteor:
-        meteor_refs = [refs + [""] * (DART_METEOR_SLOTS - len(refs)) for refs in multi]
-        meteor_value = meteor.corpus_score(meteor.statistics(hypotheses, meteor_refs))
+    meteor_refs = [refs + [""] * (DART_METEOR_SLOTS - len(refs)) for refs in multi]
+    with java.MeteorSession() as meteor, ThreadPoolExecutor(max_workers=1) as background:
+        # METEOR's JVM works while the TER workers run
+        meteor_future = background.submit(meteor.statistics, hypotheses, meteor_refs)
+        ter_stats = ter.parallel_segment_statistics([h.strip() for h in hypotheses],
+                                                    [[r.strip() for r in refs] for refs in multi],
+                                                    workers=ter_workers)
+        meteor_value = meteor.corpus_score(meteor_future.result())
     out = {
         "bleu": _score("dart", "bleu", bleu),
         "meteor": _score("dart", "meteor", meteor_value),

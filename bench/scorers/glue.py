@@ -22,11 +22,9 @@ GLUE_METRICS: dict[str, tuple[str, ...]] = {
     "mrpc": ("accuracy", "f1"),
     "qqp": ("accuracy", "f1"),
     "stsb": ("pearson", "spearman"),
-    "mnli": ("accuracy",),
-    "mnli-mm": ("accuracy",),
+    "mnli": ("accuracy",),  # matched or mismatched: the split says which
     "qnli": ("accuracy",),
     "rte": ("accuracy",),
-    "wnli": ("accuracy",),
 }
 
 

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -88,9 +87,12 @@ class MeteorSession:
     def __init__(self) -> None:
         java = java_executable()
         jar = _jar("meteor", "meteor-1.5.jar")
-        self._proc = subprocess.Popen(
-            [java, "-jar", METEOR_HEAP, str(jar), "-", "-", "-stdio", "-l", "en", "-norm"],
-            cwd=str(jar.parent), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self._proc = subprocess.Popen(
+                [java, "-jar", METEOR_HEAP, str(jar), "-", "-", "-stdio", "-l", "en", "-norm"],
+                cwd=str(jar.parent), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise ScorerError(f"could not start METEOR with {java}: {exc}") from exc
         self._stderr: list[bytes] = []
         self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._err_thread.start()
@@ -157,11 +159,3 @@ class MeteorSession:
         replies = self._exchange([" ||| ".join(["EVAL", *stats])], len(stats) + 1)
         return float(replies[-1])
 
-
-def meteor_available() -> bool:
-    try:
-        java_executable()
-        _jar("meteor", "meteor-1.5.jar")
-    except ScorerError:
-        return False
-    return os.access(shutil.which("java") or "", os.X_OK)

@@ -1,0 +1,59 @@
+"""results/paper.csv: its shape, its join keys, and that it is what the builder makes of the reference file."""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.report.paper import COLUMNS, build_rows, read_paper, write_paper_csv
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_CSV = REPO / "results" / "paper.csv"
+REFERENCE = REPO.parent / "shared" / "reference" / "paper_results.csv"
+
+
+def test_paper_csv_shape():
+    with PAPER_CSV.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    assert len(rows) == 488
+    tables = {(r["paper_table"], r["paper_version"]) for r in rows}
+    assert tables == {("lora/Table 2", "arxiv-v2"), ("lora/Table 3", "arxiv-v2"),
+                      ("prefix-tuning/Table 1", "arxiv-v1"), ("prefix-tuning/Table 2", "acl-2021")}
+    # LoRA Table 2: 14 model x method rows, 8 tasks + the average each
+    glue = Counter((r["model"], r["paper_method"], r["paper_params"], r["setting"]) for r in rows
+                   if r["paper_table"] == "lora/Table 2")
+    assert len(glue) == 14 and set(glue.values()) == {9}
+    # Prefix-Tuning: 7 rows x 20 cells per version (+ 11 SOTA cells)
+    for version in ("arxiv-v1", "acl-2021"):
+        cells = [r for r in rows if r["paper_version"] == version and r["model"] != "-"]
+        assert len(cells) == 7 * 20
+    assert {r["scale"] for r in rows} == {"percent", "fraction", "raw"}
+    assert {r["metric"] for r in rows if r["higher_is_better"] == "false"} == {"ter"}
+
+
+def test_paper_rows_typed_and_unique():
+    rows = read_paper(PAPER_CSV)
+    keys = Counter(r.key() for r in rows)
+    assert max(keys.values()) == 1  # the join key of a result row finds at most one paper value
+    restricted = {r.paper_method for r in rows if r.setting.startswith("restricted")}
+    assert restricted == {"LoRA\u2020", "AdptP\u2020", "AdptH\u2020"}
+    lora = [r for r in rows if r.model == "roberta-base" and r.paper_method == "LoRA" and r.task == "mnli"]
+    assert lora[0].value == 87.5 and lora[0].std == 0.3 and lora[0].params_approx == 300000
+    # "0.1%" of GPT-2 Medium is placed at 0.1% of its 354.92M printed in LoRA Table 3
+    prefix = [r for r in rows if r.paper_method == "PREFIX(0.1%)" and r.model == "gpt2-medium"]
+    assert prefix[0].params_approx == pytest.approx(354920)
+    top2 = [r for r in rows if r.paper_method == "FT-TOP2"]
+    assert all(r.params_approx is None for r in top2)  # nothing printed, nothing made up
+
+
+def test_paper_csv_is_rebuilt_from_reference(tmp_path):
+    if not REFERENCE.is_file():
+        pytest.skip(f"no reference file at {REFERENCE}")
+    out = tmp_path / "paper.csv"
+    assert write_paper_csv(REFERENCE, out) == 488
+    assert out.read_text(encoding="utf-8") == PAPER_CSV.read_text(encoding="utf-8")
+    assert len(build_rows(REFERENCE)) == 488
