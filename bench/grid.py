@@ -107,11 +107,25 @@ def plan(name: str, *, overrides: Iterable[str] = (), tasks: Iterable[str] = (),
 
 
 def _override_all(specs: list[RunSpec], overrides: list[str]) -> list[RunSpec]:
-    """Apply `--set` to every run, keeping init_from links pointing at the overridden dependencies."""
+    """Apply `--set` to every run, keeping init_from links pointing at the overridden dependencies.
+
+    `method.<field>` applies to the runs whose method has that field (`--set method.r=16` changes the LoRA
+    runs of a grid that also holds FT runs); a field that no run's method has is an error.
+    """
+    from bench.spec import method_fields, parse_assignment
+
+    method_keys = {parse_assignment(o)[0].partition(".")[2]: o for o in overrides if o.startswith("method.")}
+    other = [o for o in overrides if not o.startswith("method.")]
+    fields = {s.method: method_fields(s.method) for s in specs}
+    for key in method_keys:
+        if not any(key in f for f in fields.values()):
+            have = "; ".join(f"{m}: " + ", ".join(sorted(f)) for m, f in fields.items())
+            raise ConfigError(f"--set method.{key}: no method in this grid has a field {key!r} ({have})")
     new_ids: dict[str, str] = {}
     out = []
     for spec in order(specs):
-        new = apply_overrides(spec, overrides)
+        mine = other + [o for k, o in method_keys.items() if k in fields[spec.method]]
+        new = apply_overrides(spec, mine)
         if spec.init_from:
             new = dataclasses.replace(new, init_from=new_ids[spec.init_from])
         new_ids[spec.run_id] = new.run_id

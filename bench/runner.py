@@ -5,6 +5,7 @@ applies itself); the task's kind picks the loss and the evaluation.
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import subprocess
@@ -21,7 +22,9 @@ STATE_FILE = "state.pt"
 
 
 # -- environment ------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """HEAD of the checkout the code was imported from (once per process: what this process runs)."""
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -201,7 +204,6 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     fitted = fit(model, loader, kind=task.kind, cfg=cfg, evaluate=evaluate, accelerator=accelerator,
                  on_epoch=on_epoch, progress=progress)
-    peak = peak_memory_mb()
     if spec.save_state:
         _save_state(folder / STATE_FILE, trainable_state(model))
 
@@ -215,8 +217,10 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         write_atomic(folder / "predictions" / f"{split}.txt", "".join(p + "\n" for p in res.predictions))
         scores.update(res.scores)
     eval_seconds = fitted.eval_seconds + (time.perf_counter() - eval_start)
+    peak = peak_memory_mb()   # training and every evaluation
     if not scores:
-        raise RuntimeError(f"task {task.name}: no evaluated split has labels ({', '.join(eval_splits_of(spec, task))})")
+        splits = ", ".join(eval_splits_of(spec, task))
+        raise RuntimeError(f"task {task.name}: no evaluated split has labels ({splits})")
 
     stats = fitted.train
     env = {**env, "train_seconds": round(stats.seconds, 3),

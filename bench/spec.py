@@ -207,6 +207,13 @@ def method_object(spec: RunSpec) -> Any:
     return _resolve(spec)[0]
 
 
+def method_fields(name: str) -> set[str]:
+    """The settable fields of the method `name` (ConfigError for an unknown method)."""
+    from bench.models import make_method
+
+    return {f.name for f in dataclasses.fields(make_method(name, {})) if f.init}
+
+
 def resolve(spec: RunSpec) -> RunSpec:
     """The same spec with every method field filled in (so equal runs hash equal)."""
     return dataclasses.replace(spec, method_config=_resolve(spec)[1])

@@ -141,38 +141,62 @@ class StepStats:
         return self.loss_sum / self.micro_batches if self.micro_batches else float("nan")
 
 
+SYNC_EVERY = 50  # micro-batches between host syncs (loss check, progress bar); device work is not waited on
+
+
 def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerator, cfg: TrainConfig, kind: str,
                 stats: StepStats, *, max_steps: int | None, bar) -> None:
+    """One pass over `batches` (or until `max_steps`). Loss and token sums stay on the device and are read
+    every SYNC_EVERY micro-batches and at the end, so the loop does not wait for the GPU at every step."""
     model.train()
     params = [p for _, p in trainable_named(model)]
+    loss_sum = tokens = None
+    pending = 0
+
+    def sync() -> None:
+        nonlocal loss_sum, tokens, pending
+        if loss_sum is None:
+            return
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss is {value} in the {pending} micro-batches up to optimizer step "
+                                     f"{stats.steps + 1} (lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr?")
+        stats.loss_sum += value
+        stats.tokens += int(tokens)
+        loss_sum = tokens = None
+        pending = 0
+
     start = time.perf_counter()
     for batch in batches:
         with accelerator.accumulate(model):
             outputs = model(**model_inputs(batch))
             logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
             loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {float(loss)} at optimizer step {stats.steps + 1} "
-                                         f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr?")
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 if cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        stats.micro_batches += 1
-        stats.loss_sum += float(loss.detach())
-        stats.examples += int(batch["input_ids"].shape[0])
         mask = batch.get("attention_mask")
-        stats.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        n_tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        tokens = n_tokens if tokens is None else tokens + n_tokens
+        pending += 1
+        stats.micro_batches += 1
+        stats.examples += int(batch["input_ids"].shape[0])
+        if pending >= SYNC_EVERY:
+            sync()
+            if bar is not None:
+                bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
         if accelerator.sync_gradients:
             scheduler.step()
             stats.steps += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
             if max_steps is not None and stats.steps >= max_steps:
                 break
+    sync()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     stats.seconds += time.perf_counter() - start

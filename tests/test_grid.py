@@ -66,7 +66,7 @@ def test_validation_stops_bad_input_before_training(tmp_path):
         validate([RunSpec(model="tiny-roberta", task="squad", method="full")])
     with pytest.raises(ConfigError, match="unknown model"):
         validate([RunSpec(model="roberta-xl", task="sst2", method="full")])
-    with pytest.raises(ConfigError, match="no field 'rank'"):
+    with pytest.raises(ConfigError, match="field 'rank'"):
         plan("smoke", overrides=["method.rank=4"])
     with pytest.raises(ConfigError, match="encoder"):
         validate([RunSpec(model="tiny-roberta", task="e2e", method="full")])
@@ -136,3 +136,32 @@ def test_a_failing_run_records_a_failed_row(tmp_path):
     folder = run_dir(tmp_path, "t", missing.run_id)
     assert run_status(folder) == "failed" and (folder / "error.txt").is_file()
     assert read_rows(folder) == rows
+
+
+def test_method_overrides_apply_to_the_methods_that_have_the_field():
+    specs = plan("glue-roberta-base", overrides=["method.r=16"], tasks=["sst2"], seeds=[0])
+    assert {s.method_config.get("r") for s in specs if s.method == "lora"} == {16}
+    assert all("r" not in s.method_config for s in specs if s.method != "lora")
+    plain = {s.run_id for s in plan("glue-roberta-base", tasks=["sst2"], seeds=[0]) if s.method != "lora"}
+    assert plain == {s.run_id for s in specs if s.method != "lora"}
+    with pytest.raises(ConfigError, match="no method in this grid has a field 'rank'"):
+        plan("glue-roberta-base", overrides=["method.rank=16"])
+
+
+def test_run_one_generation_scores_dev_and_test_with_the_task_metrics(tmp_path):
+    from bench.runner import run_one
+
+    spec = resolve(RunSpec(model="tiny-gpt2", task="e2e", method="lora", preset="t",
+                           train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, max_length=256),
+                           decoding={"num_beams": 2, "max_new_tokens": 8, "min_new_tokens": 1},
+                           eval_splits=("dev", "test")))
+    rows = run_one(spec, results_dir=tmp_path, data_dir=SMOKE_DATA, progress=False)
+    assert rows[0]["status"] == "ok", rows[0]["error"]
+    assert {(r["split"], r["metric"]) for r in rows} == {
+        (split, m) for split in ("dev", "test") for m in ("bleu", "nist", "meteor", "rouge_l", "cider")}
+    assert all(r["value"] != "" for r in rows)
+    folder = run_dir(tmp_path, "t", spec.run_id)
+    assert len((folder / "predictions" / "dev.txt").read_text().splitlines()) == 8    # one line per dev input
+    assert len((folder / "predictions" / "test.txt").read_text().splitlines()) == 8
+    log = json.loads((folder / "log.jsonl").read_text().splitlines()[0])
+    assert log["select"] == "dev_bleu" and "dev_bleu" in log and log["train_loss"] > 0

@@ -24,6 +24,15 @@ def recipe_text(spec, labels: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+def _non_default(spec) -> dict:
+    """The method fields that differ from the method's defaults (the full config is in spec.json)."""
+    from bench.spec import resolve_method_config
+    from bench.models import make_method
+
+    _, defaults = resolve_method_config(make_method(spec.method, {}), {}, method=spec.method)
+    return {k: v for k, v in spec.method_config.items() if defaults.get(k) != v}
+
+
 def run(args) -> int:
     from bench.grid import plan
     from bench.results import run_dir, run_status
@@ -45,7 +54,7 @@ def run(args) -> int:
     lines = []
     for (model, label, task, method, _), group in groups.items():
         first = group[0]
-        config = ",".join(f"{k}={v}" for k, v in sorted(first.method_config.items())) or "-"
+        config = ",".join(f"{k}={v}" for k, v in sorted(_non_default(first).items())) or "defaults"
         seeds = ",".join(str(s.seed) for s in group)
         done = sum(status[s.run_id] == "ok" for s in group)
         failed = sum(status[s.run_id] == "failed" for s in group)
