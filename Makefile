@@ -30,8 +30,9 @@ smoke:
 	$(PEFT_BENCH) collect smoke
 	$(PEFT_BENCH) report smoke
 
+# One torch thread: on 2 shared cores two threads ran 5x slower (docs/runner.md).
 minilm-glue:
-	$(PEFT_BENCH) grid minilm-glue --data-dir $(DATA_DIR) $(GRID_ARGS)
+	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --data-dir $(DATA_DIR) $(GRID_ARGS)
 	$(PEFT_BENCH) collect minilm-glue
 	$(PEFT_BENCH) report minilm-glue
 

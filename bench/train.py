@@ -54,11 +54,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     no_decay = [p for n, p in named if not (p.ndim >= 2 and id(p) not in norm_params)]
     groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-    on_cuda = all(p.is_cuda for _, p in named)
     kwargs = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
-    if on_cuda:
+    # The fused kernel exists for CUDA and, since torch 2.4, for CPU: one AdamW step over MiniLM's 22.7M
+    # parameters took 16-25 ms fused against 93-134 ms with foreach on the 2-core CPU (docs/perf.md).
+    try:
         return torch.optim.AdamW(groups, fused=True, **kwargs)
-    return torch.optim.AdamW(groups, foreach=True, **kwargs)
+    except (RuntimeError, TypeError):   # a device or dtype without a fused kernel
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
 
 
 def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
