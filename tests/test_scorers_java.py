@@ -88,3 +88,13 @@ def test_e2e_requires_a_reference_per_input():
 
     with pytest.raises(ConfigError, match="line 2"):
         score_generation("e2e", HYPS, [REFS[0], ["", ""]])
+
+
+def test_dart_split_puts_model_text_in_the_references_form_before_scoring():
+    # Raw model text (cased, punctuation attached) equal to the raw reference scores as a perfect match, because
+    # score_split tokenises and lower-cases it as the official reference files are.
+    ex = Example(references=("Jeff Daniels hosted Saturday Night Live in 1991.",))
+    raw = ["Jeff Daniels hosted Saturday Night Live in 1991."]
+    scores = score_split("dart", "test", raw, [ex])["test"]
+    assert scores["bleu"].value == pytest.approx(100.0)
+    assert scores["ter"].value == pytest.approx(0.0)

@@ -62,4 +62,10 @@ def score_split(task_name: str, split: str, hypotheses: Sequence[str], examples:
             "test-all": list(range(len(examples))),
         }
         return score_webnlg_subsets([str(h) for h in hypotheses], refs, subsets, ter_workers=ter_workers)
+    if task_name == "dart":
+        # The official DART references are tokenised and lower-cased (the .lex files); raw model text is put in
+        # that same form before scoring, as the released pipelines did (a lower-casing step before multi-bleu;
+        # the BART-large outputs in the DART repository are tokenised and lower-cased). The `score` command,
+        # which reads finished output files, scores hypotheses as given.
+        hypotheses = [dart_reference(str(h)) for h in hypotheses]
     return {split: score_generation(task_name, hypotheses, refs, model_dir=model_dir, ter_workers=ter_workers)}
