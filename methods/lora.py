@@ -32,7 +32,23 @@ def _init_a(a: torch.Tensor, fan_in: int) -> None:
         a.uniform_(-bound, bound)
 
 
-class LoRALinear(nn.Linear, MethodModule):
+class _Mergeable:
+    """merge / unmerge for a layer with `weight`, `merged` and `delta_weight()` (the update in weight's layout)."""
+
+    def merge(self) -> None:
+        if not self.merged:
+            with torch.no_grad():
+                self.weight += self.delta_weight().to(self.weight.dtype)
+            self.merged = True
+
+    def unmerge(self) -> None:
+        if self.merged:
+            with torch.no_grad():
+                self.weight -= self.delta_weight().to(self.weight.dtype)
+            self.merged = False
+
+
+class LoRALinear(_Mergeable, nn.Linear, MethodModule):
     """nn.Linear plus a low-rank update; shares the wrapped layer's weight and bias."""
 
     def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float):
@@ -60,23 +76,11 @@ class LoRALinear(nn.Linear, MethodModule):
         update = F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B)
         return out + update * self.scaling
 
-    def merge(self) -> None:
-        if not self.merged:
-            with torch.no_grad():
-                self.weight += self.delta_weight().to(self.weight.dtype)
-            self.merged = True
-
-    def unmerge(self) -> None:
-        if self.merged:
-            with torch.no_grad():
-                self.weight -= self.delta_weight().to(self.weight.dtype)
-            self.merged = False
-
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, r={self.r}, scaling={self.scaling}"
 
 
-class LoRAConv1D(Conv1D, MethodModule):
+class LoRAConv1D(_Mergeable, Conv1D, MethodModule):
     """transformers' Conv1D (y = x W + b, W of shape (d_in, d_out)) plus low-rank updates on chosen output slices.
 
     The output is split into `n_chunks` equal slices (3 for GPT-2's fused c_attn: q, k, v); slice s in `slices`
@@ -119,18 +123,6 @@ class LoRAConv1D(Conv1D, MethodModule):
         full = out.new_zeros(*out.shape[:-1], self.n_chunks, self.chunk)
         full[..., list(self.slices), :] = upd
         return out + full.reshape(out.shape)
-
-    def merge(self) -> None:
-        if not self.merged:
-            with torch.no_grad():
-                self.weight += self.delta_weight().to(self.weight.dtype)
-            self.merged = True
-
-    def unmerge(self) -> None:
-        if self.merged:
-            with torch.no_grad():
-                self.weight -= self.delta_weight().to(self.weight.dtype)
-            self.merged = False
 
     def __repr__(self) -> str:
         return f"LoRAConv1D(nf={self.nf}, nx={self.nx}, r={self.r}, slices={self.slices} of {self.n_chunks})"
