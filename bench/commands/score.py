@@ -161,6 +161,7 @@ def register(parser) -> None:
                         help="print one JSON object metric -> value (webnlg test: nested per subset); "
                              "reasons for missing values go to stderr")
     parser.add_argument("--metric-model-dir", metavar="DIR",
-                        help="model weights for DART's MoverScore / BERTScore / BLEURT")
+                        help="folder holding roberta-large/ (a Hugging Face model folder) for DART's BERTScore; "
+                             "MoverScore and BLEURT are not computed")
     parser.epilog = UNITS
     parser.set_defaults(func=run)
