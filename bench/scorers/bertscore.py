@@ -79,6 +79,11 @@ def load_bertscore_model(model_dir: str | Path):
         raise ConfigError(f"{path}: cannot load the model weights ({exc}); BERTScore expects {expected}") from exc
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ConfigError(f"{path}: the tokenizer has no <s>/</s> (cls/sep) tokens; expected roberta-large's")
+    # as bert-score does: drop the layers above the one used (same layer-17 output, 7/24 less work on roberta-large)
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None and hasattr(encoder, "layer") and len(encoder.layer) > BERTSCORE_LAYER:
+        encoder.layer = encoder.layer[:BERTSCORE_LAYER]
+        model.config.num_hidden_layers = BERTSCORE_LAYER
     return tokenizer, model.eval()
 
 

@@ -32,7 +32,7 @@ _NOT_IMPLEMENTED = {
 
 def score_model_based(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
                       model_dir: str | Path | None,
-                      progress: bool = False) -> dict[str, tuple[float | None, str]]:
+                      progress: bool = True) -> dict[str, tuple[float | None, str]]:
     """{metric: (value or None, note)} for moverscore, bertscore, bleurt (in that order)."""
     out: dict[str, tuple[float | None, str]] = {"moverscore": (None, _NOT_IMPLEMENTED["moverscore"])}
     if model_dir is None:
