@@ -179,3 +179,14 @@ def test_cli_scores_dart_bertscore_from_the_model_dir(tiny_dir, tiny, tmp_path, 
     rc = main(["score", "dart", "--hyps", str(tmp_path / "hyp"), "--refs", str(tmp_path / "ref0"),
                "--metric-model-dir", str(tmp_path / "nowhere")])
     assert rc == 2
+
+
+def test_cli_rejects_a_bad_model_dir_before_scoring(tmp_path, capsys):
+    from bench.cli import main
+
+    (tmp_path / "hyp").write_text("a cat\n")
+    (tmp_path / "ref").write_text("the cat\n")
+    rc = main(["score", "dart", "--hyps", str(tmp_path / "hyp"), "--refs", str(tmp_path / "ref"),
+               "--metric-model-dir", str(tmp_path / "models")])
+    assert rc == 2
+    assert f"no roberta-large/ folder at {tmp_path / 'models' / 'roberta-large'}" in capsys.readouterr().err

@@ -70,6 +70,10 @@ def _score_nlg(args, hyps: list[str]):
     from bench.scorers import score_generation, score_split
     from bench.scorers.java import java_executable
 
+    if args.task == "dart" and args.metric_model_dir is not None:
+        from bench.scorers.bertscore import check_bertscore_dir
+
+        check_bertscore_dir(args.metric_model_dir)  # a bad folder fails before the slow scorers run
     if args.refs:
         slots = []
         for path in args.refs:

@@ -47,28 +47,39 @@ class BertScoreResult:
         return sum(self.f1) / len(self.f1) if self.f1 else 0.0
 
 
-def load_bertscore_model(model_dir: str | Path):
-    """(tokenizer, model) from `model_dir/roberta-large`, a Hugging Face model folder; ConfigError if unusable."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+_EXPECTED = ("a Hugging Face model folder (config.json, model weights and tokenizer files, as written by "
+             "save_pretrained) of roberta-large")
+
+
+def check_bertscore_dir(model_dir: str | Path) -> Path:
+    """DIR/roberta-large after the cheap checks (folder, config.json, RoBERTa, >= 17 layers); ConfigError if not."""
+    from transformers import AutoConfig
 
     path = Path(model_dir) / BERTSCORE_MODEL
-    expected = ("a Hugging Face model folder (config.json, model weights and tokenizer files, as written by "
-                "save_pretrained) of roberta-large")
     if not path.is_dir():
         raise ConfigError(f"--metric-model-dir {model_dir}: no {BERTSCORE_MODEL}/ folder at {path}; "
-                          f"BERTScore expects {expected}")
+                          f"BERTScore expects {_EXPECTED}")
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{path}: no config.json; BERTScore expects {expected}")
+        raise ConfigError(f"{path}: no config.json; BERTScore expects {_EXPECTED}")
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}/config.json cannot be read ({exc}); BERTScore expects {expected}") from exc
+        raise ConfigError(f"{path}/config.json cannot be read ({exc}); BERTScore expects {_EXPECTED}") from exc
     if config.model_type != "roberta":
         raise ConfigError(f"{path}/config.json: model_type {config.model_type!r}; BERTScore (--lang en) "
                           f"expects a RoBERTa model ('roberta')")
     if config.num_hidden_layers < BERTSCORE_LAYER:
         raise ConfigError(f"{path}: {config.num_hidden_layers} layers; BERTScore uses layer {BERTSCORE_LAYER} "
                           f"of roberta-large (24 layers)")
+    return path
+
+
+def load_bertscore_model(model_dir: str | Path):
+    """(tokenizer, model) from `model_dir/roberta-large`, a Hugging Face model folder; ConfigError if unusable."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = check_bertscore_dir(model_dir)
+    expected = _EXPECTED
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
