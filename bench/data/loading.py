@@ -32,6 +32,17 @@ def _first_root(candidates: list[Path], has_data) -> Path | None:
     return None
 
 
+def _one_file(task: Task, split: str, candidates: list[Path], release_files: list[str], name: str) -> list[Path]:
+    """The split's file `name` in the first candidate folder holding any of the release's files."""
+    root = _first_root(candidates, lambda d: any((d / f).is_file() for f in release_files))
+    if root is None:
+        raise MissingSplitError(task.name, split, [c / name for c in candidates])
+    path = root / name
+    if not path.is_file():
+        raise MissingSplitError(task.name, split, [path])
+    return [path]
+
+
 def locate_split(task: str | Task, split: str, data_dir: str | Path) -> list[Path]:
     """The local file(s) holding `split` of `task` under `data_dir`; MissingSplitError naming every path
     tried when they are absent. The accepted layouts are listed in docs/data.md."""
@@ -42,25 +53,10 @@ def locate_split(task: str | Task, split: str, data_dir: str | Path) -> list[Pat
         raise DataError(f"--data-dir {data_dir}: not a directory")
     if task.loader == "glue":
         files = GLUE_FILES[task.name]
-        cands = glue_candidates(data_dir, task.local_name)
-        root = _first_root(cands, lambda d: any((d / f).is_file() for f, _ in files.values()))
-        name = files[split][0]
-        if root is None:
-            raise MissingSplitError(task.name, split, [c / name for c in cands])
-        path = root / name
-        if not path.is_file():
-            raise MissingSplitError(task.name, split, [path])
-        return [path]
+        return _one_file(task, split, glue_candidates(data_dir, task.local_name),
+                         [f for f, _ in files.values()], files[split][0])
     if task.loader == "e2e":
-        cands = e2e_candidates(data_dir)
-        root = _first_root(cands, lambda d: any((d / f).is_file() for f in E2E_FILES.values()))
-        name = E2E_FILES[split]
-        if root is None:
-            raise MissingSplitError(task.name, split, [c / name for c in cands])
-        path = root / name
-        if not path.is_file():
-            raise MissingSplitError(task.name, split, [path])
-        return [path]
+        return _one_file(task, split, e2e_candidates(data_dir), list(E2E_FILES.values()), E2E_FILES[split])
     if task.loader == "webnlg2017":
         cands = webnlg_candidates(data_dir)
         root = _first_root(cands, lambda d: any((d / s).is_dir() for s in ("train", "dev", "test")))
