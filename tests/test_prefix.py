@@ -10,6 +10,7 @@ from bench.models import apply_method, build_meta, load_model, model_config
 from methods import Prefix, count_params, finalize, load_method_state, method_state_dict
 from methods.base import blocks_of, get_module
 from methods.prefix import PrefixEncoder
+from generation_checks import assert_same_tokens_with_and_without_cache
 
 torch.set_num_threads(1)
 
@@ -169,24 +170,11 @@ def test_real_key_scores_are_unchanged(name, kind):
     torch.testing.assert_close(real / real.sum(-1, keepdim=True), ref, rtol=1e-4, atol=1e-6)
 
 
-def _gpt2_batch():
-    ids = torch.randint(5, 250, (2, 6), generator=torch.Generator().manual_seed(1))
-    mask = torch.ones_like(ids)
-    ids[1, :2], mask[1, :2] = 256, 0                               # left padding with EOS
-    return ids, mask
-
-
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("beams", [1, 3])
 def test_gpt2_generate_same_tokens_with_and_without_cache(attn, beams):
     model, _ = with_prefix("tiny-gpt2", "generate", attn=attn)
-    ids, mask = _gpt2_batch()
-    common = dict(input_ids=ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10, num_beams=beams,
-                  do_sample=False, pad_token_id=256)
-    cached = model.generate(**common, use_cache=True)
-    uncached = model.generate(**common, use_cache=False)
-    assert cached.shape == (2, 16)
-    assert torch.equal(cached, uncached)
+    assert_same_tokens_with_and_without_cache(model, beams)
 
 
 def test_gpt2_cache_holds_real_tokens_and_steps_match_full_forward():

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from bench.models import apply_method, build_meta, load_model
 from methods import Prompt, count_params, load_method_state, method_state_dict
 from methods.base import get_module
+from generation_checks import assert_same_tokens_with_and_without_cache
 
 torch.set_num_threads(1)
 
@@ -107,23 +108,10 @@ def test_positional_input_ids_and_explicit_positions():
         torch.testing.assert_close(model(input_ids=ids, position_ids=positions).logits, by_keyword)
 
 
-def _gpt2_batch():
-    ids = torch.randint(5, 250, (2, 6), generator=torch.Generator().manual_seed(1))
-    mask = torch.ones_like(ids)
-    ids[1, :2], mask[1, :2] = 256, 0                    # left padding with EOS
-    return ids, mask
-
-
 @pytest.mark.parametrize("beams", [1, 3])
 def test_gpt2_generate_same_tokens_with_and_without_cache(beams):
     model, _ = with_prompt("tiny-gpt2", "generate")
-    ids, mask = _gpt2_batch()
-    common = dict(input_ids=ids, attention_mask=mask, max_new_tokens=10, min_new_tokens=10, num_beams=beams,
-                  do_sample=False, pad_token_id=256)
-    cached = model.generate(**common, use_cache=True)
-    uncached = model.generate(**common, use_cache=False)
-    assert cached.shape == (2, 16)
-    assert torch.equal(cached, uncached)
+    assert_same_tokens_with_and_without_cache(model, beams)
 
 
 def test_gpt2_cached_steps_match_full_forward():
