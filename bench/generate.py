@@ -1,16 +1,20 @@
 """Batched beam search for decoder-only models (GPT-2), applying a `bench.decoding.Decoding` protocol.
 
-Speed comes from three things, none of which changes the result:
+Speed comes from these, none of which changes the result:
   * inputs are sorted by length (longest first) and decoded `decoding.batch_size` at a time, so a batch
     carries little padding;
   * GPT-2 is left-padded; the attention mask hides the pads and the position ids are counted from the first
     real token (HF `generate` builds them from the mask), so every row sees exactly what it would see alone;
-  * keys and values are cached between steps (`use_cache=True`).
+  * keys and values are cached between steps;
+  * beam search (num_beams > 1) on GPT-2 runs our own search (`bench.beam`): the source is encoded once per
+    input and its keys/values are shared by the input's beams, only generated tokens are cached per beam (in
+    preallocated buffers), and settled inputs leave the batch. Its steps are those of Hugging Face's beam search.
+    Greedy decoding, other models, and `engine="hf"` use `model.generate`.
 
-The search itself is Hugging Face's `GenerationMixin.generate` beam search: beam scores are
-sum(log p) / (generated tokens) ** length_penalty, where the length counts generated tokens only (not the
-padded source), so a row's ranking does not depend on the batch it is in. Results come back in input order.
-`tests/test_generate.py` checks that batched == batch-1 and cache == no cache, token for token.
+Beam scores are sum(log p) / (generated tokens) ** length_penalty, where the length counts generated tokens only
+(not the padded source), so a row's ranking does not depend on the batch it is in. Results come back in input
+order. `tests/test_generate.py` and `tests/test_beam.py` check, token for token, that batched decoding (either
+engine) == batch-1 `model.generate` == decoding without a KV cache.
 """
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from bench.beam import beam_search, supports
 from bench.decoding import Decoding
+
+ENGINES = ("auto", "own", "hf")   # auto: own beam search where it applies (see `pick_engine`), else HF generate
 
 # tokenizer -> sorted ids of every vocabulary entry whose decoded text contains a newline
 _NEWLINE_IDS: "weakref.WeakKeyDictionary[object, tuple[int, ...]]" = weakref.WeakKeyDictionary()
@@ -113,20 +120,38 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def pick_engine(model, decoding: Decoding, engine: str = "auto", use_cache: bool = True) -> str:
+    """"own" (bench.beam) or "hf" (`model.generate`) for this model and protocol; ValueError if `engine` cannot be
+    honoured. auto picks own for beam search (num_beams > 1) with a cache on a model `bench.beam` supports."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown generation engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    reason = supports(model)
+    if decoding.num_beams < 2:
+        reason = reason or "greedy decoding (num_beams=1) is Hugging Face's greedy search"
+    if not use_cache:
+        reason = reason or "decoding without a KV cache"
+    if engine == "own" and reason is not None:
+        raise ValueError(f"our beam search cannot be used here: {reason}")
+    if engine == "hf" or reason is not None:
+        return "hf"
+    return "own"
+
+
 def generate_ids(model, tokenizer, sources: Sequence[Sequence[int]], decoding: Decoding, *, device=None,
-                 progress: bool = True, use_cache: bool = True) -> list[list[int]]:
-    """Generated token ids per source (source and everything from the first EOS on removed), in input order."""
+                 progress: bool = True, use_cache: bool = True, engine: str = "auto") -> list[list[int]]:
+    """Generated token ids per source (source and everything from the first EOS on removed), in input order.
+    `engine`: auto, own or hf (see `pick_engine`)."""
     if any(len(s) == 0 for s in sources):
         bad = next(i for i, s in enumerate(sources) if len(s) == 0)
         raise ValueError(f"source {bad} is empty; generation needs at least one source token")
     eos_id, pad_id = _special_ids(tokenizer)
     device = torch.device(device) if device is not None else _model_device(model)
+    engine = pick_engine(model, decoding, engine, use_cache)
     config = generation_config(decoding, eos_id=eos_id, pad_id=pad_id, use_cache=use_cache)
     processors = LogitsProcessorList()
-    if decoding.ban_newlines:
-        banned = newline_token_ids(tokenizer)
-        if banned:
-            processors.append(BanTokens(banned))
+    banned = newline_token_ids(tokenizer) if decoding.ban_newlines else ()
+    if banned:
+        processors.append(BanTokens(banned))
     out: list[list[int] | None] = [None] * len(sources)
     was_training = model.training
     model.eval()
@@ -134,10 +159,14 @@ def generate_ids(model, tokenizer, sources: Sequence[Sequence[int]], decoding: D
         with torch.inference_mode():
             for batch in tqdm(batches_by_length(sources, decoding.batch_size), desc="generate", unit="batch",
                               disable=not progress, leave=False):
-                ids, mask = left_pad([sources[i] for i in batch], pad_id)
-                seqs = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                      generation_config=config, logits_processor=processors)
-                new = seqs[:, ids.shape[1]:].tolist()
+                if engine == "own":
+                    new = beam_search(model, [sources[i] for i in batch], decoding, eos_id=eos_id, pad_id=pad_id,
+                                      banned_ids=banned, device=device)
+                else:
+                    ids, mask = left_pad([sources[i] for i in batch], pad_id)
+                    seqs = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                          generation_config=config, logits_processor=processors)
+                    new = seqs[:, ids.shape[1]:].tolist()
                 for i, row in zip(batch, new):
                     out[i] = row[:row.index(eos_id)] if eos_id in row else row
     finally:
@@ -152,10 +181,11 @@ def decode_generated(tokenizer, rows: Sequence[Sequence[int]]) -> list[str]:
 
 
 def generate(model, tokenizer, sources: list[list[int]], decoding: Decoding, *, device=None,
-             progress: bool = True, use_cache: bool = True) -> list[str]:
+             progress: bool = True, use_cache: bool = True, engine: str = "auto") -> list[str]:
     """Beam-search continuations of `sources` (token ids that end with the task's separator), in input order,
     as text without the source, special tokens or surrounding whitespace."""
-    rows = generate_ids(model, tokenizer, sources, decoding, device=device, progress=progress, use_cache=use_cache)
+    rows = generate_ids(model, tokenizer, sources, decoding, device=device, progress=progress, use_cache=use_cache,
+                        engine=engine)
     return decode_generated(tokenizer, rows)
 
 

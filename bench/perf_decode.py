@@ -1,7 +1,9 @@
 """The decoding measurement of the performance benchmark: a task's beam search on its inputs, batched and
-length-sorted (`bench.generate.generate`, the suite) against one input at a time with plain Hugging Face
-`model.generate` calls (the papers' scripts), same model, protocol and inputs; the outputs are compared
-token for token."""
+length-sorted (`bench.generate.generate_ids`, the suite: our own beam search where it applies) against one input
+at a time with plain Hugging Face `model.generate` calls (the papers' scripts, the baseline), same model, protocol
+and inputs; a third record (engine `hf_batched`) runs `model.generate` on the suite's length-sorted, left-padded
+batches, to separate what batching gives from what our search gives. Outputs are compared token for token with
+the baseline's."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LogitsProcessorList
 
-from bench.generate import BanTokens, generate_ids, generation_config, newline_token_ids
+from bench.generate import BanTokens, generate_ids, generation_config, newline_token_ids, pick_engine
 from bench.perf import PeakMemory
 
 
@@ -46,7 +48,8 @@ def _baseline_ids(model, tokenizer, sources, decoding, device) -> list[list[int]
 
 
 def run_decode_case(case: DecodeCase) -> list[dict]:
-    """Two records (suite batched, baseline batch-1) with inputs/s, generated tokens/s and identical_outputs."""
+    """Three records (suite batched, hf_batched, baseline batch-1) with inputs/s, generated tokens/s and
+    identical_outputs (token for token equal to the baseline's)."""
     from bench.data import encode_generation_sources, load_split
     from bench.models import load_model
     from bench.tasks import get_task
@@ -65,28 +68,33 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
     newline_token_ids(tokenizer)  # computed once, outside both timings
 
     runs = {}
-    for engine in ("suite", "baseline"):
+    for engine in ("suite", "hf_batched", "baseline"):
         with PeakMemory(case.device) as mem:
             start, cpu_start = time.perf_counter(), time.process_time()
-            if engine == "suite":
-                ids = generate_ids(model, tokenizer, sources, decoding, device=case.device, progress=False)
-            else:
+            if engine == "baseline":
                 ids = _baseline_ids(model, tokenizer, sources, decoding, case.device)
+            else:
+                ids = generate_ids(model, tokenizer, sources, decoding, device=case.device, progress=False,
+                                   engine="auto" if engine == "suite" else "hf")
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         runs[engine] = (ids, seconds, cpu, mem)
-    identical = runs["suite"][0] == runs["baseline"][0]
+    reference = runs["baseline"][0]
+    suite_engine = pick_engine(model, decoding)
     records = []
     for engine, (ids, seconds, cpu, mem) in runs.items():
         generated = sum(len(r) for r in ids)
+        batched = engine != "baseline"
         records.append({
-            "kind": "decode", "engine": engine, "method": "none", "padding": "dynamic" if engine == "suite" else "none",
-            "model": case.model, "task": case.task, "batch_size": decoding.batch_size if engine == "suite" else 1,
+            "kind": "decode", "engine": engine, "method": "none", "padding": "dynamic" if batched else "none",
+            "search": {"suite": suite_engine, "hf_batched": "hf", "baseline": "hf"}[engine],
+            "model": case.model, "task": case.task, "batch_size": decoding.batch_size if batched else 1,
             "inputs": len(sources), "num_beams": decoding.num_beams, "max_new_tokens": decoding.max_new_tokens,
             "inputs_per_s": len(sources) / seconds, "examples_per_s": len(sources) / seconds,
             "tokens_per_s": generated / seconds, "generated_tokens": generated,
             "inputs_per_cpu_s": len(sources) / cpu, "examples_per_cpu_s": len(sources) / cpu, "cpu_seconds": cpu,
             "mean_source_tokens": sum(len(s) for s in sources) / len(sources), "seconds": seconds,
             "peak_mem_mb": mem.peak_mb, "mem_before_steps_mb": mem.start_mb, "mem_measure": mem.kind,
-            "identical_outputs": identical, "case": asdict(case),
+            "identical_outputs": ids == reference,
+            "identical_rows": sum(a == b for a, b in zip(ids, reference)), "case": asdict(case),
         })
     return records

@@ -189,12 +189,17 @@ def comparisons(records: list[dict]) -> dict:
                                       "full_above_start_mb": full["peak_mem_mb"] - full["mem_before_steps_mb"]})
     s = _find(records, kind="decode", engine="suite")
     b = _find(records, kind="decode", engine="baseline")
+    h = _find(records, kind="decode", engine="hf_batched")
     if s and b:
         out["decode"].append({"model": s["model"], "task": s["task"], "inputs": s["inputs"],
+                              "search": s.get("search"),
                               "batched_inputs_per_s": s["inputs_per_s"], "batch1_inputs_per_s": b["inputs_per_s"],
                               "speedup": _ratio(s["inputs_per_s"], b["inputs_per_s"]),
                               "speedup_cpu": _ratio(s["inputs_per_cpu_s"], b["inputs_per_cpu_s"]),
-                              "identical_outputs": s["identical_outputs"]})
+                              "hf_batched_inputs_per_s": h["inputs_per_s"] if h else None,
+                              "hf_batched_speedup": _ratio(h["inputs_per_s"], b["inputs_per_s"]) if h else None,
+                              "identical_outputs": s["identical_outputs"],
+                              "hf_batched_identical_outputs": h["identical_outputs"] if h else None})
     return out
 
 

@@ -56,11 +56,15 @@ class SoftPrompt(MethodModule):
         self._embeddings = [embeddings]       # the model's word embeddings, not a child (not counted, not saved)
         self._names = list(inspect.signature(signature_of.forward).parameters)
         self._inserted: tuple[int, int] | None = None  # (insert position, new length) of the call in progress
+        self.suspended = False    # True: calls pass through unchanged (a decoder that caches the prompt itself)
 
     def extra_repr(self) -> str:
         return f"length={self.length}, d={self.weight.shape[1]}, insert_at={self.insert_at}"
 
     def pre_hook(self, module: nn.Module, args: tuple, kwargs: dict):
+        if self.suspended:
+            self._inserted = None
+            return None
         if args:                                     # positional arguments -> keywords, by the forward signature
             kwargs = dict(kwargs)
             for name, value in zip(self._names, args):

@@ -38,10 +38,12 @@ def test_batched_equals_batch1_and_no_cache(tok, seed, protocol):
     torch.set_num_threads(1)
     model = _model(tok, seed)
     src = sources(tok, n=13, seed=seed)
-    batched = generate_ids(model, tok, src, protocol, progress=False)
-    single = generate_ids(model, tok, src, one_at_a_time(protocol), progress=False)
+    batched = generate_ids(model, tok, src, protocol, progress=False)            # own beam search (or greedy)
+    hf_batched = generate_ids(model, tok, src, protocol, progress=False, engine="hf")
+    single = generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, engine="hf")
     no_cache = generate_ids(model, tok, src, protocol, progress=False, use_cache=False)
     assert batched == single
+    assert hf_batched == single
     assert batched == no_cache
     lengths = {len(r) for r in batched}
     assert len(lengths) > 1, "all outputs have one length: the test would not exercise finishing beams"
@@ -115,7 +117,8 @@ def test_methods_that_hook_attention_or_inputs_generate_identically(method):
     texts = [" name : Alimentum | area : city centre | near : Yippee Noodle Bar"[:8 + 5 * i] for i in range(9)]
     src = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
     protocol = dataclasses.replace(PREFIX_TUNING, max_new_tokens=15, batch_size=4)
-    batched = generate_ids(model, tok, src, protocol, progress=False)
+    batched = generate_ids(model, tok, src, protocol, progress=False)            # own beam search
     assert batched == generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, use_cache=False)
-    assert batched == generate_ids(model, tok, src, one_at_a_time(protocol), progress=False)
+    assert batched == generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, engine="hf")
+    assert batched == generate_ids(model, tok, src, protocol, progress=False, engine="hf")
     assert any(len(r) < protocol.max_new_tokens for r in batched)  # some beams finished on EOS

@@ -39,12 +39,13 @@ def test_every_case_runs_and_has_its_fields(perf_run):
         assert r["batch_size"] == 2
         assert 0 < r["real_token_fraction"] <= 1
     decode = [r for r in records if r["kind"] == "decode"]
-    assert {r["engine"] for r in decode} == {"suite", "baseline"}
+    assert {r["engine"] for r in decode} == {"suite", "hf_batched", "baseline"}
     for r in decode:
         for f in DECODE_FIELDS:
             assert r[f] is not None, f
-        assert r["identical_outputs"] is True
+        assert r["identical_outputs"] is True and r["identical_rows"] == 3
         assert r["inputs"] == 3
+    assert {r["engine"]: r["search"] for r in decode} == {"suite": "own", "hf_batched": "hf", "baseline": "hf"}
 
 
 def test_equal_policy_means_equal_batches(perf_run):

@@ -157,5 +157,10 @@ def _print_tables(records: list[dict], comp: dict) -> None:
               f"{c['lora_above_start_mb']:.0f} vs {c['full_above_start_mb']:.0f} MB)")
     for c in comp["decode"]:
         print(f"\ndecoding {c['model']}/{c['task']} ({c['inputs']} inputs, the task's beam search): batched "
-              f"{c['batched_inputs_per_s']:.2f} inputs/s vs batch-1 {c['batch1_inputs_per_s']:.2f} inputs/s = "
-              f"{c['speedup']:.2f}x ({c['speedup_cpu']:.2f}x in CPU time); identical outputs: {c['identical_outputs']}")
+              f"({c['search']} search) {c['batched_inputs_per_s']:.2f} inputs/s vs batch-1 "
+              f"{c['batch1_inputs_per_s']:.2f} inputs/s = {c['speedup']:.2f}x ({c['speedup_cpu']:.2f}x in CPU time); "
+              f"identical outputs: {c['identical_outputs']}")
+        if c.get("hf_batched_inputs_per_s") is not None:
+            print(f"  model.generate on the same batches: {c['hf_batched_inputs_per_s']:.2f} inputs/s = "
+                  f"{c['hf_batched_speedup']:.2f}x over batch-1; identical outputs: "
+                  f"{c['hf_batched_identical_outputs']}")
