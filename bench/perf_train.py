@@ -16,7 +16,8 @@ difference is the engine. The suite's dynamic batches are length-grouped (`group
 max_length batches are a plain seeded shuffle.
 
 Both engines get the same base model (same weights), the same tokenised examples, batch size, learning rate,
-schedule (linear, no warmup), weight decay 0, gradient clipping at 1.0 and precision (fp32 on CPU).
+schedule (linear, no warmup), weight decay 0, gradient clipping at 1.0 and precision (`precision`: fp32 on CPU,
+bf16 autocast on a GPU that supports it, for both).
 """
 from __future__ import annotations
 
@@ -56,6 +57,13 @@ class TrainCase:
     @property
     def label(self) -> str:
         return f"{self.engine}/{self.method}/{self.padding}"
+
+
+def precision(device: str) -> str:
+    """The mixed precision both engines train in: "bf16" on a bf16-capable CUDA device, else "no" (fp32)."""
+    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
 
 
 def _model_kind(task) -> str:
@@ -105,7 +113,7 @@ def _run_suite(case, task, model, tokenizer, encoded):
     recorder = StepRecorder(loader.collate_fn)
     loader.collate_fn = recorder
     cfg = TrainConfig(lr=case.lr, batch_size=case.batch_size, max_length=case.max_length, warmup_ratio=0.0,
-                      weight_decay=0.0, max_grad_norm=1.0, mixed_precision="no" if case.device == "cpu" else "auto")
+                      weight_decay=0.0, max_grad_norm=1.0, mixed_precision=precision(case.device))
     with PeakMemory(case.device) as mem:
         train_steps(model, loader, kind=_model_kind(task), cfg=cfg, max_steps=_total_steps(case))
     return model, recorder, mem, "torch.optim.AdamW (bench.train.make_optimizer)"
@@ -200,6 +208,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
             learning_rate=case.lr, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
             logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none", seed=case.seed,
             dataloader_num_workers=0, use_cpu=case.device == "cpu", disable_tqdm=True,
+            bf16=precision(case.device) == "bf16",
             remove_unused_columns=False,
             train_sampling_strategy="sequential",  # the suite's batches, in the suite's order
         )

@@ -92,3 +92,11 @@ def test_flops_formula_counts_trainable_matmuls():
     assert matmul_params(model) == (18, 6)
     assert step_flops(18, 6, 10) == (4 * 18 + 2 * 6) * 10
     assert step_flops(18, 18, 10) == 6 * 18 * 10
+
+
+def test_both_engines_train_in_one_precision():
+    from bench.perf_train import precision
+
+    assert precision("cpu") == "no"
+    expected = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    assert precision("cuda") == expected

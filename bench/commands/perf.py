@@ -74,8 +74,13 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     start, load_start = time.time(), load_average()
-    peak = matmul_peak_flops(args.device)
-    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s (fp32 1024^3, {threads} thread(s)); load average {load_start}",
+    from bench.perf_train import precision
+
+    dtype = torch.bfloat16 if precision(args.device) == "bf16" else torch.float32
+    size = 8192 if args.device.startswith("cuda") else 1024   # a GPU needs a large product to reach its peak
+    peak = matmul_peak_flops(args.device, n=size, dtype=dtype)
+    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s ({'bf16' if dtype == torch.bfloat16 else 'fp32'} {size}^3, "
+          f"{threads} thread(s)); load average {load_start}",
           flush=True)
 
     def progress(label: str, i: int, n: int) -> None:
