@@ -119,3 +119,34 @@ def test_model_state_restored_after_decoding_and_after_an_error(tok):
     assert model.training                                      # generate_ids restores train mode
     out = model(input_ids=torch.tensor([[3, 4, 5]]))          # the model still works normally afterwards
     assert out.logits.shape[:2] == (1, 3)
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_random_protocols_match_batch1_generate(tok, trial):
+    """Random protocols (beams, lengths, length penalty, no-repeat n-grams, min > max, one-token sources, eager
+    attention, a pad token other than EOS): our batched search gives batch-1 `model.generate`'s tokens."""
+    import random
+    import warnings
+
+    rng = random.Random(trial)
+    model = tiny_gpt2(len(tok), seed=trial, std=rng.choice([0.3, 0.5]))
+    if trial % 3 == 0:
+        model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        model.transformer.wte.weight[tok.eos_token_id] *= rng.choice([1.0, 2.0, 3.0, 4.0])
+    most = rng.randint(1, 20)
+    protocol = Decoding(num_beams=rng.randint(2, 6), max_new_tokens=most, min_new_tokens=rng.randint(0, most + 1),
+                        length_penalty=rng.choice([1.0, 0.8, 0.0, 1.5, -0.5]),
+                        no_repeat_ngram_size=rng.choice([0, 2, 3, 4]), ban_newlines=trial % 2 == 0,
+                        batch_size=rng.randint(1, 9))
+    src = sources(tok, n=rng.randint(2, 10), seed=trial)
+    src[0] = src[0][:1]
+    padded_tok = tok
+    if trial % 4 == 1:
+        padded_tok = tiny_tokenizer()
+        padded_tok.pad_token = "<unk>"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # HF warns when min_new_tokens exceeds the maximum length
+        ours = generate_ids(model, padded_tok, src, protocol, progress=False, engine="own")
+        reference = generate_ids(model, padded_tok, src, one_at_a_time(protocol), progress=False, engine="hf")
+    assert ours == reference, protocol
