@@ -28,6 +28,25 @@ class DecodeCase:
     batch_size: int = 0           # 0: the task's decoding.batch_size
     seed: int = 0
     device: str = "cpu"
+    random_weights: bool = False  # the named architecture with random weights and the byte-level tokenizer
+
+
+def _random_model(name: str):
+    """`name`'s architecture (bench.models literal config) with random weights and the tiny byte-level GPT-2
+    tokenizer's vocabulary: decoding speed at a real size without a download (outputs are meaningless)."""
+    from transformers import AutoModelForCausalLM
+
+    from bench.models import model_config, model_info
+    from bench.tiny_tokenizer import tiny_tokenizer
+
+    info = model_info(name)
+    if info.family != "gpt2":
+        raise ValueError(f"--random-weights: {name} is not a GPT-2 model")
+    tokenizer = tiny_tokenizer("gpt2")
+    config = model_config(name, kind="generate")
+    config.vocab_size = len(tokenizer)
+    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
+    return AutoModelForCausalLM.from_config(config), tokenizer
 
 
 def _baseline_ids(model, tokenizer, sources, decoding, device) -> list[list[int]]:
@@ -61,7 +80,10 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
     if case.batch_size:
         decoding = dataclasses.replace(decoding, batch_size=case.batch_size)
     torch.manual_seed(case.seed)
-    model, tokenizer = load_model(case.model, kind="generate", model_dir=case.model_dir)
+    if case.random_weights:
+        model, tokenizer = _random_model(case.model)
+    else:
+        model, tokenizer = load_model(case.model, kind="generate", model_dir=case.model_dir)
     model.to(case.device).eval()
     examples = load_split(task, case.split, case.data_dir)[: case.inputs]
     sources = encode_generation_sources(tokenizer, task, examples)
@@ -87,7 +109,8 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
         records.append({
             "kind": "decode", "engine": engine, "method": "none", "padding": "dynamic" if batched else "none",
             "search": {"suite": suite_engine, "hf_batched": "hf", "baseline": "hf"}[engine],
-            "model": case.model, "task": case.task, "batch_size": decoding.batch_size if batched else 1,
+            "model": case.model + (" (random weights)" if case.random_weights else ""), "task": case.task,
+            "batch_size": decoding.batch_size if batched else 1,
             "inputs": len(sources), "num_beams": decoding.num_beams, "max_new_tokens": decoding.max_new_tokens,
             "inputs_per_s": len(sources) / seconds, "examples_per_s": len(sources) / seconds,
             "tokens_per_s": generated / seconds, "generated_tokens": generated,

@@ -47,6 +47,8 @@ class Plan:
     threads: int = 1
     generation_training: bool = True
     suite_only: bool = True
+    decode_only: bool = False        # only the decoding case
+    random_weights: bool = False     # decode with gen_model's architecture, random weights, byte-level tokenizer
 
 
 def train_cases(plan: Plan) -> list[TrainCase]:
@@ -75,7 +77,8 @@ def train_cases(plan: Plan) -> list[TrainCase]:
 
 def decode_case(plan: Plan) -> DecodeCase:
     return DecodeCase(model=plan.gen_model, task=plan.gen_task, split=plan.gen_split, data_dir=plan.data_dir,
-                      model_dir=plan.model_dir, inputs=plan.decode_inputs, device=plan.device)
+                      model_dir=plan.model_dir, inputs=plan.decode_inputs, device=plan.device,
+                      random_weights=plan.random_weights)
 
 
 def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dict]:
@@ -128,7 +131,8 @@ def _load() -> float | None:
 def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None, *,
              isolate: bool = True) -> list[dict]:
     """All cases of the plan, in order (suite and baseline of a pair back to back); returns the records."""
-    jobs: list[tuple[str, object]] = [("train", c) for c in train_cases(plan)] + [("decode", decode_case(plan))]
+    jobs: list[tuple[str, object]] = [] if plan.decode_only else [("train", c) for c in train_cases(plan)]
+    jobs.append(("decode", decode_case(plan)))
     records = []
     for i, (kind, case) in enumerate(jobs):
         if on_case is not None:

@@ -100,3 +100,15 @@ def test_both_engines_train_in_one_precision():
     assert precision("cpu") == "no"
     expected = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     assert precision("cuda") == expected
+
+
+def test_decode_only_with_random_weights(tmp_path, fixtures_dir):
+    """--decode-only runs just the decoding case; --random-weights decodes a named GPT-2 architecture with random
+    weights and the byte-level tokenizer (no download); a non-GPT-2 model is refused before any work."""
+    out = tmp_path / "d.json"
+    code = main(["perf", "--data-dir", str(fixtures_dir / "perf"), "--decode-only", "--random-weights", "--gen-model", "tiny-gpt2",
+                 "--decode-inputs", "2", "--in-process", "--out", str(out)])
+    records = json.loads(out.read_text())
+    assert code == 0 and {r["kind"] for r in records} == {"decode"} and len(records) == 3
+    assert all(r["model"] == "tiny-gpt2 (random weights)" and r["identical_outputs"] for r in records)
+    assert main(["perf", "--decode-only", "--random-weights", "--gen-model", "roberta-base", "--out", str(out)]) == 2

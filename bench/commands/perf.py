@@ -35,6 +35,10 @@ def register(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--no-generation-training", action="store_true", help="skip the GPT-2 training cases")
     parser.add_argument("--no-suite-only", action="store_true", help="skip methods without a baseline")
+    parser.add_argument("--decode-only", action="store_true", help="only the decoding case (no training cases)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="decode with --gen-model's architecture, random weights and the byte-level tokenizer "
+                             "(speed at a real size without a download)")
     parser.add_argument("--in-process", action="store_true",
                         help="run every case in this process (quick checks; memory figures are then not per case)")
     parser.add_argument("--out", default="reports/perf/perf.json", help="where to write the records")
@@ -60,6 +64,11 @@ def run(args) -> int:
 
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or (args.dynamic_steps or 1) < 1:
         raise ConfigError("--steps, --dynamic-steps and --batch-size must be >= 1 and --warmup >= 0")
+    if args.random_weights:
+        from bench.models import model_info
+
+        if model_info(args.gen_model).family != "gpt2":
+            raise ConfigError(f"--random-weights needs a GPT-2 --gen-model, got {args.gen_model}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
     plan = Plan(model=args.model, task=args.task, gen_model=args.gen_model, gen_task=args.gen_task,
@@ -68,7 +77,8 @@ def run(args) -> int:
                 dynamic_steps=args.dynamic_steps if args.dynamic_steps is not None else 4 * args.steps, max_length=args.max_length,
                 gen_max_length=args.gen_max_length, examples=args.examples, decode_inputs=args.decode_inputs,
                 device=args.device, threads=args.threads, generation_training=not args.no_generation_training,
-                suite_only=not args.no_suite_only)
+                suite_only=not args.no_suite_only, decode_only=args.decode_only,
+                random_weights=args.random_weights)
     _check_data(plan)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,7 +112,8 @@ def run(args) -> int:
     print(f"\nmachine: {info['cpu']}, {info['cpu_count']} cores, {threads} torch thread(s), torch {info['torch']}, "
           f"transformers {info['transformers']}, peft {info['peft']}; load average {load_start} -> "
           f"{info['load_average_end']}; {info['wall_seconds']} s")
-    print(f"roofline: {FLOPS_FORMULA}; matmul peak {peak / 1e9:.1f} GFLOP/s")
+    if any(r.get("kind") == "train" for r in records):
+        print(f"roofline: {FLOPS_FORMULA}; matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"wrote {out} ({len(records)} records)")
     failed = [r for r in records if r.get("status") != "ok"]
     for r in failed:
@@ -115,7 +126,8 @@ def _check_data(plan) -> None:
     """Load both tasks' splits once before any case starts, so that missing data is one clear error."""
     from bench.data import load_split
 
-    for task, split in ((plan.task, "train"), (plan.gen_task, plan.gen_split)):
+    needed = [(plan.gen_task, plan.gen_split)] if plan.decode_only else [(plan.task, "train"), (plan.gen_task, plan.gen_split)]
+    for task, split in needed:
         try:
             load_split(task, split, plan.data_dir)
         except ConfigError:
