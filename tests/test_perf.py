@@ -30,7 +30,13 @@ def test_every_case_runs_and_has_its_fields(perf_run):
     assert code == 0, [r.get("error") for r in records if r.get("status") != "ok"]
     plan = Plan(model="tiny-bert", gen_model="tiny-gpt2")
     train = [r for r in records if r["kind"] == "train"]
-    assert len(train) == len(train_cases(plan))
+    assert len(train) == len(train_cases(plan))       # one record per case, whatever the repeats
+    baseline_keys = {(r["model"], r["method"], r["padding"]) for r in train if r["engine"] == "baseline"}
+    for r in train:                                   # paired cases ran twice (the default), the fastest kept
+        if (r["model"], r["method"], r["padding"]) in baseline_keys:
+            assert r["repeats"] == 2 and r["examples_per_s"] == max(r["repeat_examples_per_s"])
+        else:
+            assert "repeats" not in r
     for r in train:
         assert r["status"] == "ok"
         for f in TRAIN_FIELDS:
@@ -112,3 +118,26 @@ def test_decode_only_with_random_weights(tmp_path, fixtures_dir):
     assert code == 0 and {r["kind"] for r in records} == {"decode"} and len(records) == 3
     assert all(r["model"] == "tiny-gpt2 (random weights)" and r["identical_outputs"] for r in records)
     assert main(["perf", "--decode-only", "--random-weights", "--gen-model", "roberta-base", "--out", str(out)]) == 2
+
+
+def test_repeats_run_paired_cases_abba_and_keep_the_fastest(monkeypatch):
+    import bench.perf_plan as perf_plan
+
+    order, speed = [], iter(range(1000))
+
+    def fake_run_case(kind, case, threads, isolate=True):
+        order.append(getattr(case, "label", "decode"))
+        return [{"kind": kind, "status": "ok", "examples_per_s": float(next(speed)), "label": order[-1]}]
+
+    monkeypatch.setattr(perf_plan, "run_case", fake_run_case)
+    plan = Plan(model="tiny-bert", gen_model="tiny-gpt2", repeats=3)
+    records = perf_plan.run_plan(plan)
+    cases = train_cases(plan)
+    paired = [c.label for c in cases if any(b.engine == "baseline" and (b.model, b.method, b.padding) ==
+                                             (c.model, c.method, c.padding) for b in cases)]
+    assert order == [c.label for c in cases] + ["decode"] + paired[::-1] + paired
+    assert len(records) == len(cases) + 1
+    by_label = {r["label"]: r for r in records}
+    first = by_label[paired[0]]
+    assert first["repeats"] == 3 and first["examples_per_s"] == max(first["repeat_examples_per_s"])
+    assert first["repeat_examples_per_s"][0] < first["repeat_examples_per_s"][1]  # in run order

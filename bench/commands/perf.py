@@ -35,6 +35,8 @@ def register(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--no-generation-training", action="store_true", help="skip the GPT-2 training cases")
     parser.add_argument("--no-suite-only", action="store_true", help="skip methods without a baseline")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each paired training case, in ABBA order; the fastest is kept (default 2)")
     parser.add_argument("--decode-only", action="store_true", help="only the decoding case (no training cases)")
     parser.add_argument("--random-weights", action="store_true",
                         help="decode with --gen-model's architecture, random weights and the byte-level tokenizer "
@@ -62,8 +64,8 @@ def run(args) -> int:
     from bench.perf import FLOPS_FORMULA, load_average, machine, matmul_peak_flops
     from bench.perf_plan import Plan, add_roofline, comparisons, run_plan, with_machine
 
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or (args.dynamic_steps or 1) < 1:
-        raise ConfigError("--steps, --dynamic-steps and --batch-size must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or (args.dynamic_steps or 1) < 1 or args.repeats < 1:
+        raise ConfigError("--steps, --dynamic-steps, --batch-size and --repeats must be >= 1 and --warmup >= 0")
     if args.random_weights:
         from bench.models import model_info
 
@@ -77,7 +79,7 @@ def run(args) -> int:
                 dynamic_steps=args.dynamic_steps if args.dynamic_steps is not None else 4 * args.steps, max_length=args.max_length,
                 gen_max_length=args.gen_max_length, examples=args.examples, decode_inputs=args.decode_inputs,
                 device=args.device, threads=args.threads, generation_training=not args.no_generation_training,
-                suite_only=not args.no_suite_only, decode_only=args.decode_only,
+                suite_only=not args.no_suite_only, decode_only=args.decode_only, repeats=args.repeats,
                 random_weights=args.random_weights)
     _check_data(plan)
     if args.threads:
