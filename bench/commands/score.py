@@ -71,9 +71,9 @@ def _score_nlg(args, hyps: list[str]):
     from bench.scorers.java import java_executable
 
     if args.task == "dart" and args.metric_model_dir is not None:
-        from bench.scorers.bertscore import check_bertscore_dir
+        from bench.scorers.model_based import check_metric_model_dir
 
-        check_bertscore_dir(args.metric_model_dir)  # a bad folder fails before the slow scorers run
+        check_metric_model_dir(args.metric_model_dir)  # a bad folder fails before the slow scorers run
     if args.refs:
         slots = []
         for path in args.refs:
@@ -165,7 +165,7 @@ def register(parser) -> None:
                         help="print one JSON object metric -> value (webnlg test: nested per subset); "
                              "reasons for missing values go to stderr")
     parser.add_argument("--metric-model-dir", metavar="DIR",
-                        help="folder holding roberta-large/ (a Hugging Face model folder) for DART's BERTScore; "
-                             "MoverScore and BLEURT are not computed")
+                        help="folder holding roberta-large/ (DART's BERTScore) and/or distilbert-base-uncased/ "
+                             "(DART's MoverScore), Hugging Face model folders; BLEURT is not computed")
     parser.epilog = UNITS
     parser.set_defaults(func=run)
