@@ -47,27 +47,12 @@ class BertScoreResult:
         return sum(self.f1) / len(self.f1) if self.f1 else 0.0
 
 
-_EXPECTED = ("a Hugging Face model folder (config.json, model weights and tokenizer files, as written by "
-             "save_pretrained) of roberta-large")
-
-
 def check_bertscore_dir(model_dir: str | Path) -> Path:
     """DIR/roberta-large after the cheap checks (folder, config.json, RoBERTa, >= 17 layers); ConfigError if not."""
-    from transformers import AutoConfig
+    from bench.scorers.hf_folder import check_folder
 
-    path = Path(model_dir) / BERTSCORE_MODEL
-    if not path.is_dir():
-        raise ConfigError(f"--metric-model-dir {model_dir}: no {BERTSCORE_MODEL}/ folder at {path}; "
-                          f"BERTScore expects {_EXPECTED}")
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"{path}: no config.json; BERTScore expects {_EXPECTED}")
-    try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}/config.json cannot be read ({exc}); BERTScore expects {_EXPECTED}") from exc
-    if config.model_type != "roberta":
-        raise ConfigError(f"{path}/config.json: model_type {config.model_type!r}; BERTScore (--lang en) "
-                          f"expects a RoBERTa model ('roberta')")
+    path, config = check_folder(model_dir, BERTSCORE_MODEL, "BERTScore", "roberta",
+                                "(--lang en) expects a RoBERTa model")
     if config.num_hidden_layers < BERTSCORE_LAYER:
         raise ConfigError(f"{path}: {config.num_hidden_layers} layers; BERTScore uses layer {BERTSCORE_LAYER} "
                           f"of roberta-large (24 layers)")
@@ -76,18 +61,10 @@ def check_bertscore_dir(model_dir: str | Path) -> Path:
 
 def load_bertscore_model(model_dir: str | Path):
     """(tokenizer, model) from `model_dir/roberta-large`, a Hugging Face model folder; ConfigError if unusable."""
-    from transformers import AutoModel, AutoTokenizer
+    from bench.scorers.hf_folder import load_folder
 
     path = check_bertscore_dir(model_dir)
-    expected = _EXPECTED
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: cannot load the tokenizer ({exc}); BERTScore expects {expected}") from exc
-    try:
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot load the model weights ({exc}); BERTScore expects {expected}") from exc
+    tokenizer, model = load_folder(path, BERTSCORE_MODEL, "BERTScore")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ConfigError(f"{path}: the tokenizer has no <s>/</s> (cls/sep) tokens; expected roberta-large's")
     # as bert-score does: drop the layers above the one used (same layer-17 output, 7/24 less work on roberta-large)
@@ -95,7 +72,7 @@ def load_bertscore_model(model_dir: str | Path):
     if encoder is not None and hasattr(encoder, "layer") and len(encoder.layer) > BERTSCORE_LAYER:
         encoder.layer = encoder.layer[:BERTSCORE_LAYER]
         model.config.num_hidden_layers = BERTSCORE_LAYER
-    return tokenizer, model.eval()
+    return tokenizer, model
 
 
 def encode(tokenizer, text: str) -> list[int]:

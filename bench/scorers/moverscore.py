@@ -31,27 +31,14 @@ MOVERSCORE_MODEL = "distilbert-base-uncased"
 _MAX_TOKENS = 510                   # moverscore_v2's truncate(): tokenizer.max_len (512) - 2
 _BATCH = 64
 _PUNCTUATION = set(string.punctuation)
-_EXPECTED = ("a Hugging Face model folder (config.json, model weights and tokenizer files, as written by "
-             "save_pretrained) of distilbert-base-uncased")
 
 
 def check_moverscore_dir(model_dir: str | Path) -> Path:
-    """DIR/distilbert-base-uncased after the cheap checks (folder, config.json, a DistilBERT); ConfigError if not."""
-    from transformers import AutoConfig
+    """DIR/distilbert-base-uncased after the cheap checks (folder, config.json, a DistilBERT, pyemd installed)."""
+    from bench.scorers.hf_folder import check_folder
 
-    path = Path(model_dir) / MOVERSCORE_MODEL
-    if not path.is_dir():
-        raise ConfigError(f"--metric-model-dir {model_dir}: no {MOVERSCORE_MODEL}/ folder at {path}; "
-                          f"MoverScore expects {_EXPECTED}")
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"{path}: no config.json; MoverScore expects {_EXPECTED}")
-    try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}/config.json cannot be read ({exc}); MoverScore expects {_EXPECTED}") from exc
-    if config.model_type != "distilbert":
-        raise ConfigError(f"{path}/config.json: model_type {config.model_type!r}; MoverScore v2 expects "
-                          f"distilbert-base-uncased ('distilbert')")
+    path, _ = check_folder(model_dir, MOVERSCORE_MODEL, "MoverScore", "distilbert",
+                           "v2 expects distilbert-base-uncased")
     try:
         import pyemd  # noqa: F401
     except ImportError:
@@ -61,20 +48,13 @@ def check_moverscore_dir(model_dir: str | Path) -> Path:
 
 def load_moverscore_model(model_dir: str | Path):
     """(tokenizer, model) from `model_dir/distilbert-base-uncased`; ConfigError if unusable."""
-    from transformers import AutoModel, AutoTokenizer
+    from bench.scorers.hf_folder import load_folder
 
     path = check_moverscore_dir(model_dir)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: cannot load the tokenizer ({exc}); MoverScore expects {_EXPECTED}") from exc
-    try:
-        model = AutoModel.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot load the model weights ({exc}); MoverScore expects {_EXPECTED}") from exc
+    tokenizer, model = load_folder(path, MOVERSCORE_MODEL, "MoverScore")
     if tokenizer.cls_token is None or tokenizer.sep_token is None or tokenizer.pad_token_id is None:
         raise ConfigError(f"{path}: the tokenizer has no [CLS]/[SEP]/[PAD] tokens; expected distilbert's")
-    return tokenizer, model.eval()
+    return tokenizer, model
 
 
 def tokens_of(tokenizer, text: str) -> list[str]:
