@@ -234,9 +234,6 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
     key_mask = mask.bool()
     if prompt_len:
         key_mask = torch.cat([key_mask.new_ones(inputs, prompt_len), key_mask], dim=1)
-    src_bias = torch.zeros(key_mask.shape, dtype=logits.dtype, device=device)
-    src_bias.masked_fill_(~key_mask, float("-inf"))
-    src_bias = src_bias[:, None, None, :]
     next_pos = mask.sum(-1) + prompt_len                               # position of the first generated token
     layers = []
     for layer in cache.layers:
@@ -245,6 +242,9 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
             raise RuntimeError(f"cached source has {k.shape[2]} positions, expected {key_mask.shape[1]}")
         layers.append(_Layer(k, v, inputs * beams, max_new))
     del cache, out
+    src_bias = torch.zeros(key_mask.shape, dtype=layers[0].src_k.dtype, device=device)   # the scores' dtype
+    src_bias.masked_fill_(~key_mask, float("-inf"))
+    src_bias = src_bias[:, None, None, :]
 
     ban = torch.zeros(vocab, dtype=torch.bool, device=device)
     ids_ok = [int(t) for t in banned_ids if 0 <= int(t) < vocab]
