@@ -34,12 +34,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         if wanted is not None and wanted != name and wanted in {n for n, _, _ in COMMANDS}:
             sub.add_parser(name, help=help_)  # listed in --help, not imported
             continue
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue  # command not built yet
+        mod = importlib.import_module(module)
         mod.register(sub.add_parser(name, help=help_, description=help_))
     return parser
 

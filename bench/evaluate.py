@@ -1,7 +1,7 @@
 """Evaluation of a trained model on one split: predictions, then the task's scorers.
 
 classify / regress: one forward pass per batch, argmax (or the single output), `score_classification`.
-generate: batched beam search with the task's Decoding (`bench.generate`), `score_split` (which may report
+generate: batched beam search with the task's Decoding (`bench.decode.generate`), `score_split` (which may report
 subsets such as WebNLG test-seen / test-unseen). Predictions come back as text lines for re-scoring.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def evaluate_split(model, tokenizer, task, split: str, examples, *, max_length: 
     result = SplitResult(split=split, has_gold=gold)
     if task.kind == "generate":
         from bench.data import encode_generation_sources
-        from bench.generate import generate
+        from bench.decode.generate import generate
 
         sources = encode_generation_sources(tokenizer, task, examples)
         model.eval()

@@ -179,7 +179,7 @@ def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
         if unknown_splits:
             raise ConfigError(f"run {spec.run_id}: task {task.name} has no split {', '.join(sorted(unknown_splits))}")
         if spec.decoding:
-            from bench.decoding import Decoding
+            from bench.decode.protocol import Decoding
 
             unknown = set(spec.decoding) - {f.name for f in dataclasses.fields(Decoding)}
             if unknown:

@@ -142,7 +142,7 @@ def apply_overrides(spec: RunSpec, items: list[str]) -> RunSpec:
         # Stored as text; resolve_method parses each against the method's field type.
         changes["method_config"] = {**spec.method_config, **{k: _Text(v) for k, v in groups["method"].items()}}
     if groups["decoding"]:
-        from bench.decoding import Decoding
+        from bench.decode.protocol import Decoding
 
         parsed = override(Decoding(**spec.decoding), groups["decoding"], what="decoding")
         changes["decoding"] = {k: getattr(parsed, k) for k in {**spec.decoding, **groups["decoding"]}}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bench.config import ConfigError
-from bench.decoding import PREFIX_TUNING, Decoding
+from bench.decode.protocol import PREFIX_TUNING, Decoding
 
 Kind = Literal["classify", "regress", "generate"]
 

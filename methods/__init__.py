@@ -1,7 +1,6 @@
 """The PEFT method library: one explicit registry line per method. Depends on torch only; never imports bench.
 
-Helper A2 adds the `adapter`, `prefix` and `prompt` import and registry lines when methods/adapter.py,
-methods/prefix.py and methods/prompt.py exist (they follow the protocol in methods/base.py: `Method`).
+Every method follows the protocol in methods/base.py (`Method`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Our beam search (bench.beam): engine choice, no-repeat-n-gram bans, inputs leaving the batch, state restored.
+"""Our beam search (bench.decode.beam): engine choice, no-repeat-n-gram bans, inputs leaving the batch, state restored.
 Token-for-token equality with batch-1 `model.generate` for every protocol and method is in test_generate.py."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-import bench.beam as beam
-from bench.decoding import LORA_GPT2, PREFIX_TUNING, Decoding
-from bench.generate import generate_ids, one_at_a_time, pick_engine
+import bench.decode.beam as beam
+from bench.decode.protocol import LORA_GPT2, PREFIX_TUNING, Decoding
+from bench.decode.generate import generate_ids, one_at_a_time, pick_engine
 from tests.gen_helpers import sources, tiny_gpt2, tiny_tokenizer
 
 

@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 import torch
 
-from bench.decoding import LORA_GPT2, PREFIX_TUNING, Decoding
-from bench.generate import (BanTokens, batches_by_length, generate, generate_ids, left_pad, newline_token_ids,
+from bench.decode.protocol import LORA_GPT2, PREFIX_TUNING, Decoding
+from bench.decode.generate import (BanTokens, batches_by_length, generate, generate_ids, left_pad, newline_token_ids,
                             one_at_a_time)
 from tests.gen_helpers import sources, tiny_gpt2, tiny_tokenizer
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.perf import StepRecorder, matmul_params, step_flops
-from bench.perf_plan import Plan, comparisons, train_cases
+from bench.perf.measure import StepRecorder, matmul_params, step_flops
+from bench.perf.cases import Plan, comparisons, train_cases
 
 TRAIN_FIELDS = ("kind", "method", "engine", "padding", "batch_size", "examples_per_s", "tokens_per_s", "peak_mem_mb",
                 "examples_per_cpu_s", "flops_per_s", "fraction_of_matmul_peak", "machine")
@@ -101,7 +101,7 @@ def test_flops_formula_counts_trainable_matmuls():
 
 
 def test_both_engines_train_in_one_precision():
-    from bench.perf_train import precision
+    from bench.perf.train import precision
 
     assert precision("cpu") == "no"
     expected = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -121,7 +121,7 @@ def test_decode_only_with_random_weights(tmp_path, fixtures_dir):
 
 
 def test_repeats_run_paired_cases_abba_and_keep_the_fastest(monkeypatch):
-    import bench.perf_plan as perf_plan
+    import bench.perf.cases as perf_plan
 
     order, speed = [], iter(range(1000))
 

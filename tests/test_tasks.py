@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import ConfigError
-from bench.decoding import PREFIX_TUNING, Decoding
+from bench.decode.protocol import PREFIX_TUNING, Decoding
 from bench.tasks import TASKS, Task, get_task
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "paper_results.csv"

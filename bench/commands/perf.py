@@ -61,8 +61,8 @@ def _table(rows: list[list[str]]) -> str:
 def run(args) -> int:
     import torch
 
-    from bench.perf import FLOPS_FORMULA, load_average, machine, matmul_peak_flops
-    from bench.perf_plan import Plan, add_roofline, comparisons, run_plan, with_machine
+    from bench.perf.measure import FLOPS_FORMULA, load_average, machine, matmul_peak_flops
+    from bench.perf.cases import Plan, add_roofline, comparisons, run_plan, with_machine
 
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or (args.dynamic_steps or 1) < 1 or args.repeats < 1:
         raise ConfigError("--steps, --dynamic-steps, --batch-size and --repeats must be >= 1 and --warmup >= 0")
@@ -86,7 +86,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     start, load_start = time.time(), load_average()
-    from bench.perf_train import precision
+    from bench.perf.train import precision
 
     dtype = torch.bfloat16 if precision(args.device) == "bf16" else torch.float32
     size = 8192 if args.device.startswith("cuda") else 1024   # a GPU needs a large product to reach its peak

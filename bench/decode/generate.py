@@ -1,4 +1,4 @@
-"""Batched beam search for decoder-only models (GPT-2), applying a `bench.decoding.Decoding` protocol.
+"""Batched beam search for decoder-only models (GPT-2), applying a `bench.decode.protocol.Decoding` protocol.
 
 Speed comes from these, none of which changes the result:
   * inputs are sorted by length (longest first) and decoded `decoding.batch_size` at a time, so a batch
@@ -6,7 +6,7 @@ Speed comes from these, none of which changes the result:
   * GPT-2 is left-padded; the attention mask hides the pads and the position ids are counted from the first
     real token (HF `generate` builds them from the mask), so every row sees exactly what it would see alone;
   * keys and values are cached between steps;
-  * beam search (num_beams > 1) on GPT-2 runs our own search (`bench.beam`): the source is encoded once per
+  * beam search (num_beams > 1) on GPT-2 runs our own search (`bench.decode.beam`): the source is encoded once per
     input and its keys/values are shared by the input's beams, only generated tokens are cached per beam (in
     preallocated buffers), and settled inputs leave the batch. Its steps are those of Hugging Face's beam search.
     Greedy decoding, other models, and `engine="hf"` use `model.generate`.
@@ -26,8 +26,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from bench.beam import beam_search, supports
-from bench.decoding import Decoding
+from bench.decode.beam import beam_search, supports
+from bench.decode.protocol import Decoding
 
 ENGINES = ("auto", "own", "hf")   # auto: own beam search where it applies (see `pick_engine`), else HF generate
 
@@ -121,8 +121,8 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 def pick_engine(model, decoding: Decoding, engine: str = "auto", use_cache: bool = True) -> str:
-    """"own" (bench.beam) or "hf" (`model.generate`) for this model and protocol; ValueError if `engine` cannot be
-    honoured. auto picks own for beam search (num_beams > 1) with a cache on a model `bench.beam` supports."""
+    """"own" (bench.decode.beam) or "hf" (`model.generate`) for this model and protocol; ValueError if `engine` cannot be
+    honoured. auto picks own for beam search (num_beams > 1) with a cache on a model `bench.decode.beam` supports."""
     if engine not in ENGINES:
         raise ValueError(f"unknown generation engine {engine!r}; expected one of {', '.join(ENGINES)}")
     reason = supports(model)

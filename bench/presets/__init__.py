@@ -11,12 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from bench.presets_glue import glue_roberta_base, glue_roberta_large, glue_roberta_large_restricted
-from bench.presets_nlg import nlg_gpt2_large, nlg_gpt2_medium
-from bench.presets_small import minilm_glue, smoke
+from bench.presets.glue import glue_roberta_base, glue_roberta_large, glue_roberta_large_restricted
+from bench.presets.nlg import nlg_gpt2_large, nlg_gpt2_medium
+from bench.presets.small import minilm_glue, smoke
 from bench.spec import RunSpec
 
-SMOKE_DATA = Path(__file__).resolve().parent / "fixtures" / "smoke"
+SMOKE_DATA = Path(__file__).resolve().parents[1] / "fixtures" / "smoke"
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from bench.perf_decode import DecodeCase
-from bench.perf_train import TrainCase
+from bench.perf.decode import DecodeCase
+from bench.perf.train import TrainCase
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # classification (MiniLM on SST-2): every pair runs under both engines and both padding policies
 CLASSIFY_PAIRED = ("full", "lora", "prompt")
@@ -86,7 +86,7 @@ def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dic
     """Run one case, in a fresh Python process unless `isolate` is False (then its memory figures include
     whatever earlier cases left in this process). A failure becomes one record with status=failed and the error."""
     if not isolate:
-        from bench.perf_worker import run_job
+        from bench.perf.worker import run_job
 
         load_before = _load()
         records = run_job(kind, asdict(case))
@@ -104,7 +104,7 @@ def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dic
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         load_before = _load()
-        proc = subprocess.run([sys.executable, "-m", "bench.perf_worker", str(job), str(out)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "bench.perf.worker", str(job), str(out)], env=env,
                               capture_output=True, text=True)
         load_after = _load()
         if proc.returncode != 0 or not out.exists():

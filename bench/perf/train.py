@@ -1,5 +1,5 @@
 """One training measurement of the performance benchmark: a model, a task, a method, an engine and a padding
-policy, trained for `warmup + steps` optimizer steps; the last `steps` are timed (see `bench.perf`).
+policy, trained for `warmup + steps` optimizer steps; the last `steps` are timed (see `bench.perf.measure`).
 
 Engines:
   suite     the suite's own loop, `bench.train.train_steps`, on `bench.data.make_loader` batches: dynamic
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from bench.perf import PeakMemory, StepRecorder, matmul_params, step_flops
+from bench.perf.measure import PeakMemory, StepRecorder, matmul_params, step_flops
 
 ENGINES = ("suite", "baseline")
 PADDINGS = ("dynamic", "max_length")

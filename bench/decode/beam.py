@@ -29,7 +29,7 @@ Every floating-point operation of the bookkeeping is written as in transformers,
 choices. The model's forward (embeddings, blocks, LoRA, adapters, prefix, soft prompt) is the model's own: only
 the attention call of a decoding step is ours, registered as the attention implementation `peft_bench_beam`
 while a step runs. Supported: GPT-2 (self-attention through transformers' attention interface, sdpa or eager,
-with or without our prefix). `supports(model)` says whether a model qualifies; `bench.generate` falls back to
+with or without our prefix). `supports(model)` says whether a model qualifies; `bench.decode.generate` falls back to
 `model.generate` otherwise.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.decoding import Decoding
+from bench.decode.protocol import Decoding
 
 IMPL = "peft_bench_beam"
 _BASES = ("sdpa", "eager")

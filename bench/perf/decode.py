@@ -1,5 +1,5 @@
 """The decoding measurement of the performance benchmark: a task's beam search on its inputs, batched and
-length-sorted (`bench.generate.generate_ids`, the suite: our own beam search where it applies) against one input
+length-sorted (`bench.decode.generate.generate_ids`, the suite: our own beam search where it applies) against one input
 at a time with plain Hugging Face `model.generate` calls (the papers' scripts, the baseline), same model, protocol
 and inputs; a third record (engine `hf_batched`) runs `model.generate` on the suite's length-sorted, left-padded
 batches, to separate what batching gives from what our search gives. Outputs are compared token for token with
@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LogitsProcessorList
 
-from bench.generate import BanTokens, generate_ids, generation_config, newline_token_ids, pick_engine
-from bench.perf import PeakMemory
+from bench.decode.generate import BanTokens, generate_ids, generation_config, newline_token_ids, pick_engine
+from bench.perf.measure import PeakMemory
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Runs one benchmark case in a fresh process (so that peak memory is the case's own):
-`python -m bench.perf_worker CASE.json OUT.json`. CASE.json: {"kind": "train"|"decode", "threads": N, "case": {...}}.
+`python -m bench.perf.worker CASE.json OUT.json`. CASE.json: {"kind": "train"|"decode", "threads": N, "case": {...}}.
 OUT.json: a list of records."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import warnings
 def run_job(kind: str, fields: dict) -> list[dict]:
     fields = dict(fields)
     if kind == "train":
-        from bench.perf_train import TrainCase, run_train_case
+        from bench.perf.train import TrainCase, run_train_case
 
         fields["method_set"] = tuple(fields.get("method_set", ()))
         return [run_train_case(TrainCase(**fields))]
     if kind == "decode":
-        from bench.perf_decode import DecodeCase, run_decode_case
+        from bench.perf.decode import DecodeCase, run_decode_case
 
         return run_decode_case(DecodeCase(**fields))
     raise ValueError(f"unknown case kind {kind!r}; expected train or decode")
