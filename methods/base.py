@@ -35,6 +35,10 @@ class Arch:
     n_layers_attr: str = "num_hidden_layers"
     n_heads_attr: str = "num_attention_heads"
     decoder: bool = False            # causal LM (GPT-2)
+    # Where bottleneck adapters sit (block-relative; see methods/adapter.py):
+    attn_dropout: str | None = None  # the dropout applied to the attention output projection's output
+    ffn_dropout: str | None = None   # the dropout applied to the FFN output projection's output
+    ffn_norm: str | None = None      # post-LN blocks: the LayerNorm over FFN output + residual (None: pre-LN)
 
 
 ARCHES: dict[str, Arch] = {
@@ -43,6 +47,7 @@ ARCHES: dict[str, Arch] = {
         blocks="roberta.encoder.layer", q="attention.self.query", k="attention.self.key",
         v="attention.self.value", qkv=None, attn="attention.self", attn_out="attention.output.dense",
         ffn_in="intermediate.dense", ffn_out="output.dense", final_norm=None, head=("classifier",),
+        attn_dropout="attention.output.dropout", ffn_dropout="output.dropout", ffn_norm="output.LayerNorm",
     ),
     # BERT's pooler (dense + tanh) plays the part of RoBERTa's classifier.dense: it is counted as head.
     "bert": Arch(
@@ -50,12 +55,14 @@ ARCHES: dict[str, Arch] = {
         blocks="bert.encoder.layer", q="attention.self.query", k="attention.self.key",
         v="attention.self.value", qkv=None, attn="attention.self", attn_out="attention.output.dense",
         ffn_in="intermediate.dense", ffn_out="output.dense", final_norm=None, head=("bert.pooler", "classifier"),
+        attn_dropout="attention.output.dropout", ffn_dropout="output.dropout", ffn_norm="output.LayerNorm",
     ),
     "deberta-v2": Arch(
         family="deberta-v2", backbone="deberta", embeddings="deberta.embeddings.word_embeddings",
         blocks="deberta.encoder.layer", q="attention.self.query_proj", k="attention.self.key_proj",
         v="attention.self.value_proj", qkv=None, attn="attention.self", attn_out="attention.output.dense",
         ffn_in="intermediate.dense", ffn_out="output.dense", final_norm=None, head=("pooler", "classifier"),
+        attn_dropout="attention.output.dropout", ffn_dropout="output.dropout", ffn_norm="output.LayerNorm",
     ),
     # GPT-2's LM head is tied to the word embeddings: a causal LM has no separate head; for classification
     # GPT2ForSequenceClassification adds `score`, its head.
@@ -64,6 +71,7 @@ ARCHES: dict[str, Arch] = {
         q=None, k=None, v=None, qkv="attn.c_attn", attn="attn", attn_out="attn.c_proj",
         ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", final_norm="transformer.ln_f", head=("score",),
         d_model_attr="n_embd", n_layers_attr="n_layer", n_heads_attr="n_head", decoder=True,
+        attn_dropout="attn.resid_dropout", ffn_dropout="mlp.dropout", ffn_norm=None,
     ),
 }
 

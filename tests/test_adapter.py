@@ -63,8 +63,10 @@ def test_identity_at_init_and_active_after(name, kind, adapter_kind):
 
 @pytest.mark.parametrize("name,kind", FAMILIES)
 def test_placement_follows_the_arch(name, kind):
-    expected = {"houlsby": lambda arch: [arch.attn_out, arch.ffn_out], "pfeiffer": lambda arch: [arch.ffn_out],
-                "lin": lambda arch: [None]}
+    """houlsby: on the attention and FFN outputs after their dropout; pfeiffer: on the block's LayerNorm over FFN
+    output + residual (renorm), or the block output of a pre-LN block; lin: the block output."""
+    expected = {"houlsby": lambda arch: [arch.attn_dropout, arch.ffn_dropout],
+                "pfeiffer": lambda arch: [arch.ffn_norm], "lin": lambda arch: [None]}
     for adapter_kind, hosts in expected.items():
         model = build(name, kind)
         arch = apply_method(model, Adapter(kind=adapter_kind, bottleneck=4))
@@ -76,8 +78,12 @@ def test_placement_follows_the_arch(name, kind):
                 host = block if path is None else get_module(block, path)
                 assert isinstance(host.adapter, BottleneckAdapter) and host.adapter.layer == i
                 assert (host.adapter.norm is not None) == (adapter_kind == "lin")
+                assert host.adapter.renorm == (adapter_kind == "pfeiffer" and path is not None)
+                if adapter_kind == "houlsby":
+                    assert isinstance(host, nn.Dropout)
         act = {"houlsby": nn.SiLU, "pfeiffer": nn.ReLU, "lin": nn.ReLU}[adapter_kind]
         assert all(isinstance(a.act, act) for a in found)
+    assert (arch.ffn_norm is None) == arch.decoder      # GPT-2 is the pre-LN family here
 
 
 def test_activation_override_and_validation():
@@ -85,7 +91,7 @@ def test_activation_override_and_validation():
     apply_method(model, Adapter(kind="houlsby", bottleneck=4, activation="relu"))
     assert all(isinstance(a.act, nn.ReLU) for a in adapters(model))
     for bad in ({"kind": "bogus"}, {"bottleneck": 0}, {"bottleneck": 2.5}, {"activation": "softmax"},
-                {"drop_lowest": -1}):
+                {"drop_lowest": -1}, {"init": "xavier"}):
         with pytest.raises(ValueError, match="adapter\\."):
             Adapter(**bad)
 

@@ -41,18 +41,19 @@ LORA_LARGE_SCRIPT = {
     "cola": (4, 20, 3e-4, 128),
     "stsb": (4, 10, 3e-4, 128),
 }
-# Restricted dagger block (RoBERTa-large, max len 128): epochs and lr in TASKS order.
+# Restricted dagger block (RoBERTa-large, max len 128): epochs and lr in TASKS order. The adapters start as the
+# LoRA repository's did (init="bert": every adapter Linear N(0, 0.02^2), its fork's _init_weights).
 RESTRICTED = [
     # (label, paper_method, paper_params, method, method_config, batch, epochs, lrs)
     ("LoRA† (r=8, α=16)", "LoRA†", "0.8M", "lora", {"r": 8, "alpha": 16}, 4,
      (10, 10, 20, 20, 10, 20, 20, 10), (3e-4, 4e-4, 3e-4, 2e-4, 2e-4, 3e-4, 4e-4, 2e-4)),
-    ("Adapter^P† (b=64)", "AdptP†", "3.0M", "adapter", {"kind": "pfeiffer", "bottleneck": 64}, 32,
+    ("Adapter^P† (b=64)", "AdptP†", "3.0M", "adapter", {"kind": "pfeiffer", "bottleneck": 64, "init": "bert"}, 32,
      (10, 20, 20, 20, 10, 20, 20, 20), (3e-5, 3e-5, 3e-4, 3e-4, 3e-4, 3e-4, 3e-4, 3e-4)),
-    ("Adapter^P† (b=16)", "AdptP†", "0.8M", "adapter", {"kind": "pfeiffer", "bottleneck": 16}, 32,
+    ("Adapter^P† (b=16)", "AdptP†", "0.8M", "adapter", {"kind": "pfeiffer", "bottleneck": 16, "init": "bert"}, 32,
      (5, 20, 20, 20, 10, 20, 20, 20), (3e-4,) * 8),
-    ("Adapter^H† (b=64)", "AdptH†", "6.0M", "adapter", {"kind": "houlsby", "bottleneck": 64}, 32,
+    ("Adapter^H† (b=64)", "AdptH†", "6.0M", "adapter", {"kind": "houlsby", "bottleneck": 64, "init": "bert"}, 32,
      (10, 5, 10, 10, 5, 20, 20, 10), (3e-5,) + (3e-4,) * 7),
-    ("Adapter^H† (b=8)", "AdptH†", "0.8M", "adapter", {"kind": "houlsby", "bottleneck": 8}, 32,
+    ("Adapter^H† (b=8)", "AdptH†", "0.8M", "adapter", {"kind": "houlsby", "bottleneck": 8, "init": "bert"}, 32,
      (10, 5, 10, 10, 5, 20, 20, 10), (3e-4,) * 8),
 ]
 # Our recipe for the quoted rows (no recipe published with LoRA Table 2):
