@@ -15,6 +15,9 @@ from typing import Any, Literal
 from bench.config import ConfigError, override, parse_assignment
 
 SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders are not mistaken for new runs
+# Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
+# did before they existed), so existing run folders keep their ids.
+_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,11 @@ class TrainConfig:
     eval_batch_size: int = 64              # examples per evaluation batch (classification)
     dropout: float | None = None           # None: the model's own; else every nn.Dropout's p (prefix: 0.0)
     grad_checkpointing: bool = False       # recompute activations in the backward pass (saves memory)
-    eval_every_epoch: bool = True          # score dev after each epoch and keep the best; else only the last
+    eval_every_epoch: bool = True          # score dev after each epoch (logged; `select` decides what is kept)
+    loss: Literal["token_mean", "sentence_sum"] = "token_mean"  # generation loss: mean over the batch's target
+    #                                        tokens, or each sentence's summed token losses averaged over the batch
+    #                                        (the Prefix-Tuning script's default objective for prefix tuning)
+    select: Literal["best", "final"] = "best"  # keep the best dev epoch, or the final state (Prefix-Tuning script)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
 
 
@@ -80,6 +87,9 @@ class RunSpec:
         d = self.to_dict()
         for key in ("preset", "label", "paper_table", "paper_version", "paper_method", "paper_params", "recipe"):
             d.pop(key)
+        for key, default in _LATER_TRAIN_FIELDS.items():
+            if d["train"].get(key) == default:
+                d["train"].pop(key)
         return d
 
     @property
