@@ -80,17 +80,14 @@ def shard(specs: list[RunSpec], i: int, n: int) -> list[RunSpec]:
 
 # -- planning and validation ------------------------------------------------------------------------------------
 def plan(name: str, *, overrides: Iterable[str] = (), tasks: Iterable[str] = (), methods: Iterable[str] = (),
-         seeds: Iterable[int] = (), resolve_methods: bool = True) -> list[RunSpec]:
-    """The preset's runs, overridden, filtered (keeping dependencies), resolved and ordered."""
+         seeds: Iterable[int] = ()) -> list[RunSpec]:
+    """The preset's runs: overridden, resolved, linked (once), ordered and filtered (keeping dependencies).
+    No torch: method fields come from `bench.method_config`."""
     from bench.presets import get_preset
+    from bench.spec import link, resolve
 
     specs = get_preset(name).specs(name)
-    overrides = list(overrides)
-    if overrides:
-        specs = _override_all(specs, overrides)
-    if resolve_methods:
-        specs = _resolve_all(specs)
-    specs = order(specs)
+    specs = order(link([resolve(s) for s in override_all(specs, list(overrides))]))
     tasks, methods, seeds = set(tasks), set(methods), set(seeds)
     if tasks or methods or seeds:
         for what, wanted, have in (("task", tasks, {s.task for s in specs}),
@@ -106,12 +103,12 @@ def plan(name: str, *, overrides: Iterable[str] = (), tasks: Iterable[str] = (),
     return specs
 
 
-def _override_all(specs: list[RunSpec], overrides: list[str]) -> list[RunSpec]:
-    """Apply `--set` to every run, keeping init_from links pointing at the overridden dependencies.
-
-    `method.<field>` applies to the runs whose method has that field (`--set method.r=16` changes the LoRA
-    runs of a grid that also holds FT runs); a field that no run's method has is an error.
-    """
+def override_all(specs: list[RunSpec], overrides: list[str]) -> list[RunSpec]:
+    """Apply `--set` to every run. `method.<field>` applies to the runs whose method has that field
+    (`--set method.r=16` changes the LoRA runs of a grid that also holds FT runs); a field that no run's
+    method has is an error. Dependencies are still named by what they are (linked after this)."""
+    if not overrides:
+        return specs
     from bench.spec import method_fields, parse_assignment
 
     method_keys = {parse_assignment(o)[0].partition(".")[2]: o for o in overrides if o.startswith("method.")}
@@ -121,30 +118,7 @@ def _override_all(specs: list[RunSpec], overrides: list[str]) -> list[RunSpec]:
         if not any(key in f for f in fields.values()):
             have = "; ".join(f"{m}: " + ", ".join(sorted(f)) for m, f in fields.items())
             raise ConfigError(f"--set method.{key}: no method in this grid has a field {key!r} ({have})")
-    new_ids: dict[str, str] = {}
-    out = []
-    for spec in order(specs):
-        mine = other + [o for k, o in method_keys.items() if k in fields[spec.method]]
-        new = apply_overrides(spec, mine)
-        if spec.init_from:
-            new = dataclasses.replace(new, init_from=new_ids[spec.init_from])
-        new_ids[spec.run_id] = new.run_id
-        out.append(new)
-    return out
-
-
-def _resolve_all(specs: list[RunSpec]) -> list[RunSpec]:
-    from bench.spec import resolve
-
-    new_ids: dict[str, str] = {}
-    out = []
-    for spec in order(specs):
-        new = resolve(spec)
-        if spec.init_from:
-            new = dataclasses.replace(new, init_from=new_ids[spec.init_from])
-        new_ids[spec.run_id] = new.run_id
-        out.append(new)
-    return out
+    return [apply_overrides(s, other + [o for k, o in method_keys.items() if k in fields[s.method]]) for s in specs]
 
 
 def _with_dependencies(chosen: list[RunSpec], every: list[RunSpec]) -> list[RunSpec]:

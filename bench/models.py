@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import ConfigError, override
+from bench.config import ConfigError
 from bench.tiny_tokenizer import tiny_tokenizer
 
 KINDS = ("classify", "regress", "generate")
@@ -171,38 +171,13 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
 
 def make_method(name: str, overrides=()):
     """A method from the registry with overrides: "key=value" strings parsed to the field types ("r=16",
-    "targets=q,k,v"; a "method." prefix is accepted), or a dict whose values are strings (parsed) or already typed."""
-    import dataclasses
-
-    from methods import METHODS
-
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    items = list(overrides.items()) if isinstance(overrides, dict) else [_split(a) for a in overrides]
-    items = [(k.removeprefix("method."), v) for k, v in items]
-    what = f"method {name}"
-    try:
-        method = METHODS[name]()
-    except ValueError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
-    method = override(method, {k: v for k, v in items if isinstance(v, str)}, what=what)
-    typed = {k: (tuple(v) if isinstance(v, list) else v) for k, v in items if not isinstance(v, str)}
-    if typed:
-        fields = [f.name for f in dataclasses.fields(method)]
-        unknown = [k for k in typed if k not in fields]
-        if unknown:
-            raise ConfigError(f"{what} has no field {unknown[0]!r}; fields are: {', '.join(fields) or '(none)'}")
-        try:
-            method = dataclasses.replace(method, **typed)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{what}: {exc}") from None
-    return method
-
-
-def _split(item: str) -> tuple[str, str]:
+    "targets=q,k,v"; a "method." prefix is accepted), or a dict whose values are strings (parsed) or already
+    typed. Built the one way, `bench.method_config.build`."""
     from bench.config import parse_assignment
+    from bench.method_config import Text, build
 
-    return parse_assignment(item)
+    items = list(overrides.items()) if isinstance(overrides, dict) else [parse_assignment(a) for a in overrides]
+    return build(name, {k.removeprefix("method."): Text(v) if isinstance(v, str) else v for k, v in items})
 
 
 def apply_method(model, method):

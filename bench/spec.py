@@ -15,6 +15,9 @@ from typing import Any, Literal
 from bench.config import ConfigError, override, parse_assignment
 
 SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders are not mistaken for new runs
+# Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
+# did before they existed), so existing run folders keep their ids.
+_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best"}
 
 
 @dataclass(frozen=True)
@@ -41,15 +44,29 @@ class TrainConfig:
     eval_batch_size: int = 64              # examples per evaluation batch (classification)
     dropout: float | None = None           # None: the model's own; else every nn.Dropout's p (prefix: 0.0)
     grad_checkpointing: bool = False       # recompute activations in the backward pass (saves memory)
-    eval_every_epoch: bool = True          # score dev after each epoch and keep the best; else only the last
+    eval_every_epoch: bool = True          # score dev after each epoch (logged; `select` decides what is kept)
+    loss: Literal["token_mean", "sentence_sum"] = "token_mean"  # generation loss: mean over the batch's target
+    #                                        tokens, or each sentence's summed token losses averaged over the batch
+    #                                        (the Prefix-Tuning script's default objective for prefix tuning)
+    select: Literal["best", "final"] = "best"  # keep the best dev epoch, or the final state (Prefix-Tuning script)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+
+
+@dataclass(frozen=True)
+class After:
+    """A dependency named by what it is: the run of the same grid on `task` with this run's model, method and
+    row label, and seed `seed` (None: this run's seed). `link` turns it into that run's run_id."""
+
+    task: str
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One run. `method_config` holds the method's fields (JSON values); `decoding` overrides the task's
-    Decoding fields for generation tasks; `init_from` is the run_id of a run (same preset) whose best saved
-    method state initialises this one (LoRA: MRPC, RTE, STS-B start from MNLI)."""
+    Decoding fields for generation tasks; `init_from` names a run of the same grid whose best saved method
+    state initialises this one (LoRA: MRPC, RTE, STS-B start from MNLI): an `After` in a preset, the run_id of
+    that run once the grid is linked (`link`)."""
 
     model: str
     task: str
@@ -60,7 +77,7 @@ class RunSpec:
     preset: str = "adhoc"
     decoding: dict = field(default_factory=dict)
     eval_splits: tuple[str, ...] = ()     # splits to evaluate and report; () = the task's eval_splits
-    init_from: str | None = None
+    init_from: str | After | None = None
     save_state: bool = False              # keep the best method state on disk (runs that others start from)
     label: str = ""
     paper_table: str = ""
@@ -80,10 +97,16 @@ class RunSpec:
         d = self.to_dict()
         for key in ("preset", "label", "paper_table", "paper_version", "paper_method", "paper_params", "recipe"):
             d.pop(key)
+        for key, default in _LATER_TRAIN_FIELDS.items():
+            if d["train"].get(key) == default:
+                d["train"].pop(key)
         return d
 
     @property
     def run_id(self) -> str:
+        if isinstance(self.init_from, After):
+            raise ValueError(f"{self.task} {self.display} seed {self.seed}: its dependency {self.init_from} is not "
+                             f"linked yet (bench.spec.link)")
         blob = json.dumps(self._identity(), sort_keys=True, separators=(",", ":"), default=_json_default)
         digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
         return f"{self.task}-{self.method}-s{self.seed}-{digest}"
@@ -130,7 +153,7 @@ def split_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def apply_overrides(spec: RunSpec, items: list[str]) -> RunSpec:
-    """Typed `--set` overrides on a spec. Method fields are checked by `resolve_method` (needs the methods)."""
+    """Typed `--set` overrides on a spec. Method fields are checked by `resolve`."""
     if not items:
         return spec
     groups = split_overrides(items)
@@ -139,8 +162,9 @@ def apply_overrides(spec: RunSpec, items: list[str]) -> RunSpec:
     if groups["spec"]:
         changes["seed"] = override(_SeedBox(spec.seed), groups["spec"], what="spec").seed
     if groups["method"]:
-        # Stored as text; resolve_method parses each against the method's field type.
-        changes["method_config"] = {**spec.method_config, **{k: _Text(v) for k, v in groups["method"].items()}}
+        from bench.method_config import Text   # parsed against the method's field type by resolve()
+
+        changes["method_config"] = {**spec.method_config, **{k: Text(v) for k, v in groups["method"].items()}}
     if groups["decoding"]:
         from bench.decode.protocol import Decoding
 
@@ -154,76 +178,53 @@ class _SeedBox:
     seed: int = 0
 
 
-class _Text(str):
-    """A method value still in its command-line form (parsed against the method's field type on resolve)."""
-
-
-def resolve_method_config(method_cls_default: Any, config: dict, *, method: str) -> tuple[Any, dict]:
-    """Build the method object from its defaults plus `config`; return (method, full JSON config).
-
-    `method_cls_default` is a default instance (a dataclass). Unknown fields raise ConfigError.
-    """
-    if not dataclasses.is_dataclass(method_cls_default):
-        raise TypeError(f"method {method!r} is not a dataclass instance: {method_cls_default!r}")
-    text = {k: str(v) for k, v in config.items() if isinstance(v, _Text)}
-    typed = {k: v for k, v in config.items() if not isinstance(v, _Text)}
-    names = {f.name for f in dataclasses.fields(method_cls_default) if f.init}
-    for key in typed:
-        if key not in names:
-            raise ConfigError(f"method {method!r} has no field {key!r}; fields are: {', '.join(sorted(names))}")
-    import typing
-
-    hints = typing.get_type_hints(type(method_cls_default))
-    typed = {k: _like(getattr(method_cls_default, k), v, hints.get(k)) for k, v in typed.items()}
-    try:
-        obj = dataclasses.replace(method_cls_default, **typed)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method {method!r}: {exc}") from None
-    if text:
-        obj = override(obj, text, what=f"method {method!r}")
-    full = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-    return obj, full
-
-
-def _like(default: Any, value: Any, hint: Any = None) -> Any:
-    """JSON gives lists where the method has tuples and ints where it has floats: give the value the field's
-    type, so that `alpha=16` and `--set method.alpha=16` (16.0) name the same run."""
-    if isinstance(default, tuple) and isinstance(value, list):
-        return tuple(value)
-    if (hint is float or isinstance(default, float)) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-# -- resolution against the method library (imports torch via bench.models) ---------------------------------
+# -- resolution: the method config once (torch-free), dependencies linked once -----------------------------
 def method_object(spec: RunSpec) -> Any:
-    """The method dataclass the spec names, with its config applied (ConfigError on unknown name/field)."""
-    return _resolve(spec)[0]
+    """The method the (resolved) spec names, built the one way (`bench.method_config.build`)."""
+    from bench.method_config import build
+
+    return build(spec.method, spec.method_config)
 
 
 def method_fields(name: str) -> set[str]:
     """The settable fields of the method `name` (ConfigError for an unknown method)."""
-    from bench.models import make_method
+    from bench.method_config import schema
 
-    return {f.name for f in dataclasses.fields(make_method(name, {})) if f.init}
+    return set(schema(name).names())
 
 
 def resolve(spec: RunSpec) -> RunSpec:
-    """The same spec with every method field filled in (so equal runs hash equal)."""
-    return dataclasses.replace(spec, method_config=_resolve(spec)[1])
+    """The same spec with every method field filled in (so equal runs hash equal). No torch."""
+    from bench.method_config import resolve_config
+
+    return dataclasses.replace(spec, method_config=resolve_config(spec.method, spec.method_config))
 
 
-def _resolve(spec: RunSpec) -> tuple[Any, dict]:
-    from bench.models import make_method
+def link(specs: list[RunSpec]) -> list[RunSpec]:
+    """Replace every `After` dependency by the run_id of the run it names, once, after overrides and resolution
+    (so `--set train.epochs=1` links MRPC to the overridden MNLI run). ConfigError when no run or several match."""
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(specs):
+        groups.setdefault((s.model, s.method, s.display, s.task, s.seed), []).append(i)
+    linked: dict[int, RunSpec] = {}
 
-    try:
-        default = make_method(spec.method, {})
-    except KeyError:
-        raise ConfigError(f"unknown method {spec.method!r}") from None
-    return resolve_method_config(default, spec.method_config, method=spec.method)
+    def one(i: int, chain: tuple[int, ...]) -> RunSpec:
+        if i in linked:
+            return linked[i]
+        spec = specs[i]
+        ref = spec.init_from
+        if isinstance(ref, After):
+            seed = spec.seed if ref.seed is None else ref.seed
+            hits = groups.get((spec.model, spec.method, spec.display, ref.task, seed), [])
+            what = f"{spec.task} {spec.display} seed {spec.seed} starts from {ref.task} seed {seed}"
+            if not hits:
+                raise ConfigError(f"preset {spec.preset}: {what}, which is not in the grid")
+            if len(hits) > 1:
+                raise ConfigError(f"preset {spec.preset}: {what}, which names {len(hits)} runs")
+            if i in chain or hits[0] == i:
+                raise ConfigError(f"preset {spec.preset}: dependency cycle through {what}")
+            spec = dataclasses.replace(spec, init_from=one(hits[0], chain + (i,)).run_id)
+        linked[i] = spec
+        return spec
+
+    return [one(i, ()) for i in range(len(specs))]

@@ -6,7 +6,8 @@ Public pieces (also used by the perf benchmark):
 - `make_optimizer(model, cfg)`: AdamW over trainable parameters only (fused on CUDA), no decay on biases/norms.
 - `make_scheduler(optimizer, cfg, total_steps)`: linear warmup, then linear decay to 0 or constant.
 - `train_steps(model, loader, kind=..., cfg=..., max_steps=N)`: exactly N optimizer steps, for benchmarks.
-- `fit(model, loader, kind=..., cfg=..., evaluate=...)`: epochs, dev evaluation after each, best state kept.
+- `fit(model, loader, kind=..., cfg=..., evaluate=...)`: epochs, dev evaluation after each, the best (or, with
+  cfg.select="final", the last) epoch's state kept.
 """
 from __future__ import annotations
 
@@ -105,9 +106,19 @@ def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in MODEL_KEYS if k in batch}
 
 
-def compute_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """classify: cross-entropy; regress: MSE; generate: next-token cross-entropy on labels != -100."""
+LOSSES = ("token_mean", "sentence_sum")
+
+
+def compute_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float,
+                 reduction: str = "token_mean") -> torch.Tensor:
+    """classify: cross-entropy; regress: MSE; generate: next-token cross-entropy on labels != -100, reduced as
+    `reduction` says: "token_mean" (the mean over the batch's target tokens) or "sentence_sum" (each sequence's
+    summed token losses, averaged over the sequences of the batch: the Prefix-Tuning script's objective_mode 1)."""
     logits = logits.float()
+    if reduction not in LOSSES:
+        raise ValueError(f"train.loss {reduction!r}: expected one of {', '.join(LOSSES)}")
+    if kind != "generate" and reduction != "token_mean":
+        raise ValueError(f"train.loss {reduction!r} is a generation loss; a {kind} task uses token_mean")
     if kind == "regress":
         return F.mse_loss(logits.view(-1), labels.float().view(-1))
     if kind == "classify":
@@ -115,15 +126,16 @@ def compute_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, label_sm
     if kind == "generate":
         if logits.shape[1] != labels.shape[1]:
             raise ValueError(f"generation logits cover {logits.shape[1]} positions, labels {labels.shape[1]}")
-        shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-        shift_labels = labels[:, 1:].reshape(-1)
-        total = F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, label_smoothing=label_smoothing,
-                                reduction="sum")
+        shift_labels = labels[:, 1:]
         n_target = (shift_labels != -100).sum()
         if int(n_target) == 0:
             raise ValueError("a training batch has no target tokens (every label is -100): max_length cuts off "
                              "the whole target; raise train.max_length")
-        return total / n_target
+        per_token = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), shift_labels.reshape(-1),
+                                    ignore_index=-100, label_smoothing=label_smoothing, reduction="none")
+        if reduction == "sentence_sum":
+            return per_token.view(shift_labels.shape).sum(dim=1).mean()
+        return per_token.sum() / n_target
     raise ValueError(f"unknown task kind {kind!r}; expected classify, regress or generate")
 
 
@@ -173,7 +185,7 @@ def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerato
         with accelerator.accumulate(model):
             outputs = model(**model_inputs(batch))
             logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
-            loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing)
+            loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing, cfg.loss)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 if cfg.max_grad_norm > 0:
@@ -233,7 +245,8 @@ def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig = Train
 # -- epochs with selection --------------------------------------------------------------------------------------
 @dataclass
 class FitResult:
-    best_epoch: int                       # 1-based epoch whose dev score was best (the last when not evaluated)
+    best_epoch: int                       # 1-based epoch whose state is kept: the best dev score (select="best"),
+    #                                       the last epoch (select="final", or when only the last is evaluated)
     best_score: float | None              # dev selection metric at that epoch
     log: list[dict] = field(default_factory=list)   # one dict per epoch (epoch, train_loss, lr, dev_*)
     train: StepStats = field(default_factory=StepStats)
@@ -256,9 +269,13 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
         on_epoch: Callable[[list[dict]], None] | None = None, progress: bool = True) -> FitResult:
     """Train for cfg.epochs; after each epoch call `evaluate(model, epoch) -> (score, higher_is_better, logged)`.
 
-    The best epoch's trainable parameters are kept in memory and restored into `model` before returning.
-    When cfg.eval_every_epoch is False, only the last epoch is evaluated (and kept).
+    cfg.select="best": the best epoch's trainable parameters are kept in memory and restored into `model` before
+    returning. cfg.select="final": the model keeps its last state (the Prefix-Tuning script saves the final
+    checkpoint); earlier evaluations are logged only. When cfg.eval_every_epoch is False, only the last epoch is
+    evaluated (and kept).
     """
+    if cfg.select not in ("best", "final"):
+        raise ValueError(f"train.select {cfg.select!r}: expected best or final")
     accelerator = accelerator or make_accelerator(cfg)
     optimizer = make_optimizer(model, cfg)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -281,11 +298,15 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
             score, higher, logged = evaluate(model, epoch)
             result.eval_seconds += time.perf_counter() - start
             entry.update(logged)
-            better = (result.best_score is None or score is not None and
-                      (score > result.best_score if higher else score < result.best_score))
-            if best_state is None or better:
-                result.best_epoch, result.best_score = epoch, score
-                best_state = trainable_state(model)
+            if cfg.select == "final":
+                if epoch == cfg.epochs:
+                    result.best_epoch, result.best_score = epoch, score
+            else:
+                better = (result.best_score is None or score is not None and
+                          (score > result.best_score if higher else score < result.best_score))
+                if best_state is None or better:
+                    result.best_epoch, result.best_score = epoch, score
+                    best_state = trainable_state(model)
         result.log.append(entry)
         if on_epoch is not None:
             on_epoch(result.log)

@@ -26,10 +26,9 @@ def recipe_text(spec, labels: dict[str, str]) -> str:
 
 def _non_default(spec) -> dict:
     """The method fields that differ from the method's defaults (the full config is in spec.json)."""
-    from bench.spec import resolve_method_config
-    from bench.models import make_method
+    from bench.method_config import resolve_config
 
-    _, defaults = resolve_method_config(make_method(spec.method, {}), {}, method=spec.method)
+    defaults = resolve_config(spec.method, {})
     return {k: v for k, v in spec.method_config.items() if defaults.get(k) != v}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bench.spec import RunSpec, TrainConfig
+from bench.spec import After, RunSpec, TrainConfig
 
 TASKS = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")
 SEEDS = (0, 1, 2, 3, 4)                         # LoRA Table 2: median of 5 seeds
@@ -77,18 +77,14 @@ def _lora_runs(model: str, table: dict, *, alpha: int, variant: str, params: str
     """LoRA on W_q, W_v (r=8) for every task; MRPC/RTE/STS-B start from the MNLI run of the same seed."""
     out: list[RunSpec] = []
     for seed in SEEDS:
-        mnli_id = None
-        for task in TASKS:  # MNLI first: the others may depend on it
+        for task in TASKS:
             batch, epochs, lr, max_len = table[task]
             cfg = TrainConfig(lr=lr, epochs=epochs, batch_size=batch, grad_accum=gpus, warmup_ratio=0.06,
                               weight_decay=0.1, max_length=max_len)
-            spec = RunSpec(model=model, task=task, method="lora", method_config={"r": 8, "alpha": alpha},
-                           train=cfg, seed=seed, label=f"LoRA (r=8, α={alpha})", paper_method="LoRA",
-                           paper_params=params, recipe=variant, save_state=(task == "mnli"),
-                           init_from=mnli_id if task in FROM_MNLI else None, **TABLE)
-            if task == "mnli":
-                mnli_id = spec.run_id
-            out.append(spec)
+            out.append(RunSpec(model=model, task=task, method="lora", method_config={"r": 8, "alpha": alpha},
+                               train=cfg, seed=seed, label=f"LoRA (r=8, α={alpha})", paper_method="LoRA",
+                               paper_params=params, recipe=variant, save_state=(task == "mnli"),
+                               init_from=After("mnli") if task in FROM_MNLI else None, **TABLE))
     return out
 
 
