@@ -141,10 +141,11 @@ def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
     for spec in specs:
         task = get_task(spec.task)
         info = model_info(spec.model)
-        if task.kind == "generate" and info.family != "gpt2":
+        if task.kind == "generate" and not info.decoder:
             raise ConfigError(f"task {task.name} is generation; model {spec.model} ({info.family}) is an encoder")
-        if task.kind != "generate" and info.family == "gpt2":
-            raise ConfigError(f"task {task.name} is {task.kind}; this suite runs GPT-2 on generation tasks only")
+        if task.kind != "generate" and info.decoder:
+            raise ConfigError(f"task {task.name} is {task.kind}; this suite runs decoder models "
+                              f"({spec.model}: {info.family}) on generation tasks only")
         key = (spec.model, task.kind, task.num_labels, spec.method, repr(sorted(spec.method_config.items())))
         if key not in checked:
             checked.add(key)

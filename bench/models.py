@@ -35,6 +35,21 @@ class ModelInfo:
     summary: str = ""
     tiny: bool = False
 
+    @property
+    def arch(self):
+        """The family's Arch record (`methods.ARCHES`): where its blocks are, whether it is a decoder."""
+        from methods import ARCHES
+
+        if self.family not in ARCHES:
+            raise ConfigError(f"model {self.name}: family {self.family!r} has no Arch record; "
+                              f"families are: {', '.join(ARCHES)}")
+        return ARCHES[self.family]
+
+    @property
+    def decoder(self) -> bool:
+        """A causal LM family: runs generation tasks, not classification heads."""
+        return self.arch.decoder
+
 
 MODELS: dict[str, ModelInfo] = {
     "roberta-base": ModelInfo("roberta-base", "FacebookAI/roberta-base", "roberta", {**_ROBERTA, "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514}, "RoBERTa base, 12 layers, d 768 (125M)"),
@@ -115,17 +130,20 @@ def load_tokenizer(name: str, model_dir: str | Path | None = None):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(_source(info, model_dir))
-    if info.family == "gpt2" and tokenizer.pad_token is None:
+    if info.decoder and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token   # GPT-2 has no pad token; padded positions are masked anyway
     return tokenizer
 
 
-def _auto_class(family: str, kind: str):
+def _auto_class(info: ModelInfo, kind: str):
     import transformers
 
     if kind == "generate":
-        if family != "gpt2":
-            raise ConfigError(f"kind 'generate' needs a decoder family (gpt2); {family} is an encoder")
+        if not info.decoder:
+            from methods import ARCHES
+
+            decoders = ", ".join(f for f, a in ARCHES.items() if a.decoder)
+            raise ConfigError(f"kind 'generate' needs a decoder family ({decoders}); {info.family} is an encoder")
         return transformers.AutoModelForCausalLM
     return transformers.AutoModelForSequenceClassification
 
@@ -146,13 +164,13 @@ def _check_architecture(info: ModelInfo, config) -> None:
 
 
 def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Path | None = None):
-    """Return (model, tokenizer). kind: classify | regress (one output) | generate (causal LM, gpt2 only).
+    """Return (model, tokenizer). kind: classify | regress (one output) | generate (causal LM, decoders only).
 
-    Tiny models get a random init from torch's global RNG (the caller seeds) and a local tokenizer. GPT-2 gets
-    pad = EOS (tokenizer and config) so that batched classification and generation work.
+    Tiny models get a random init from torch's global RNG (the caller seeds) and a local tokenizer. A decoder
+    (GPT-2) gets pad = EOS (tokenizer and config) so that batched classification and generation work.
     """
     info = model_info(name)
-    auto = _auto_class(info.family, kind)
+    auto = _auto_class(info, kind)
     tokenizer = load_tokenizer(name, model_dir)
     if info.tiny:
         model = auto.from_config(model_config(name, num_labels=num_labels, kind=kind))
@@ -164,7 +182,7 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
         _check_architecture(info, config)
         _set_labels(config, kind, num_labels)
         model = auto.from_pretrained(source, config=config)
-    if info.family == "gpt2":
+    if info.decoder:
         model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return model, tokenizer
 
@@ -199,7 +217,7 @@ def build_meta(name: str, kind: str, method, *, num_labels: int = 2):
     import torch
 
     info = model_info(name)
-    auto = _auto_class(info.family, kind)
+    auto = _auto_class(info, kind)
     config = model_config(name, num_labels=num_labels, kind=kind)
     with torch.device("meta"):
         model = auto.from_config(config)

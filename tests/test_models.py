@@ -144,3 +144,24 @@ def test_build_meta_is_fast_and_weightless():
     assert all(p.device.type == "meta" for p in model.parameters())
     with pytest.raises(ConfigError, match="topk.k=30 but the model has only 24 blocks"):
         build_meta("gpt2-medium", "generate", TopK(k=30))
+
+
+def test_family_questions_are_answered_by_the_arch_record():
+    from methods import ARCHES
+
+    for info in MODELS.values():
+        assert info.arch is ARCHES[info.family]
+        assert info.decoder is ARCHES[info.family].decoder
+    assert MODELS["tiny-gpt2"].decoder and not MODELS["tiny-roberta"].decoder
+
+
+def test_no_family_name_branches_outside_the_registries():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "bench"
+    branch = re.compile(r"""(family|model_type)\s*(==|!=|in|not in)\s*[("']|[=!]=\s*["'](gpt2|roberta|bert|deberta-v2)["']""")
+    files = ["grid.py", "models.py", "commands/params.py", "tiny_tokenizer.py"]
+    found = [f"{name}:{i}: {line.strip()}" for name in files
+             for i, line in enumerate((root / name).read_text().splitlines(), 1) if branch.search(line)]
+    assert not found, found

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 
 from bench.data import MissingSplitError, load_split, locate_split
+from bench.data.formats import format_of
 from bench.tasks import TASKS, get_task
 
 
@@ -32,8 +33,9 @@ def split_summary(task, split: str, data_dir) -> dict:
     if task.kind == "generate":
         out["inputs"] = len(examples)
         out["references"] = sum(len(ex.references) for ex in examples)
-        if task.loader == "webnlg2017" and split == "train":
-            out["note"] = 'comment="good" lexicalisations only, as Prefix-Tuning and LoRA train'
+        note = format_of(task).note(split)
+        if note:
+            out["note"] = note
         if split == "test" and task.subsets and any(ex.seen is not None for ex in examples):
             for name, flag in (("seen", True), ("unseen", False)):
                 part = [ex for ex in examples if ex.seen is flag]

@@ -14,7 +14,7 @@ def counts(model: str, method: str, assignments=(), kind: str | None = None, num
     info = model_info(model)
     chosen = make_method(method, list(assignments))
     if kind is None:
-        kind = "generate" if info.family == "gpt2" else "classify"
+        kind = "generate" if info.decoder else "classify"
     if kind not in KINDS:
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     built, arch = build_meta(model, kind, chosen, num_labels=num_labels)
@@ -47,6 +47,6 @@ def register(parser) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting, e.g. --set r=16")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--kind", choices=("classify", "regress", "generate"), default=None,
-                        help="task head: default generate for gpt2, classify otherwise")
+                        help="task head: default generate for a decoder (GPT-2), classify otherwise")
     parser.add_argument("--num-labels", type=int, default=2, help="classes of the classification head (default 2)")
     parser.set_defaults(func=run)

@@ -119,11 +119,12 @@ def _print_table(task: str, n: int, results: dict) -> None:
 
 
 def run(args) -> int:
-    from bench.scorers import GENERATION_METRICS, ScorerError
+    from bench.scorers import ScorerError
+    from bench.tasks import TASKS
 
     hyps = _read_lines(args.hyps, "hypothesis")
     try:
-        if args.task in GENERATION_METRICS:
+        if TASKS[args.task].kind == "generate":
             results = _score_nlg(args, hyps)
         else:
             results = _score_glue(args, hyps)
@@ -147,11 +148,11 @@ def run(args) -> int:
 
 
 def register(parser) -> None:
-    from bench.scorers import GENERATION_METRICS, GLUE_METRICS
+    from bench.tasks import TASKS
 
     parser.description = ("Score a hypothesis file with scorers that reproduce the official ones "
                           "(e2e-metrics, webnlg-automatic-evaluation, DART's run_eval_on_dart.sh, GLUE). " + UNITS)
-    parser.add_argument("task", choices=[*GENERATION_METRICS, *GLUE_METRICS], help="task to score")
+    parser.add_argument("task", choices=list(TASKS), help="task to score")
     parser.add_argument("--hyps", required=True, metavar="FILE",
                         help="one hypothesis per line (for GLUE: one predicted class id, or score for stsb)")
     parser.add_argument("--refs", nargs="+", metavar="FILE",

@@ -1,96 +1,16 @@
 """GLUE: the TSV files written by `download_glue_data.py` (glue_data/<TASK>/*.tsv) and the Hub's nyu-mll/glue.
 
 Rows are split on tabs only (no quoting: GLUE text contains unbalanced quotes), as GLUE's own readers do.
-Labels map to the ids of nyu-mll/glue, so the local and the Hub path give identical examples.
+Labels map to the ids of nyu-mll/glue, so the local and the Hub path give identical examples. Which file
+holds a split, its columns and the label spellings are facts of the Task record (`bench.tasks`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.data.examples import ClassificationExample, DataError
-
-
-@dataclass(frozen=True)
-class TsvLayout:
-    """Where the text and label columns are in one GLUE file. Columns are header names, or 0-based
-    positions for the header-less CoLA train/dev files (`ncols` is then the expected column count)."""
-    text_a: str | int
-    text_b: str | int | None
-    label: str | int | None          # None: unlabelled (test files)
-    header: bool = True
-    ncols: int | None = None         # header-less files only
-
-
-# task -> split -> (file name, layout). Test files carry no labels.
-GLUE_FILES: dict[str, dict[str, tuple[str, TsvLayout]]] = {
-    "cola": {
-        "train": ("train.tsv", TsvLayout(3, None, 1, header=False, ncols=4)),
-        "dev": ("dev.tsv", TsvLayout(3, None, 1, header=False, ncols=4)),
-        "test": ("test.tsv", TsvLayout("sentence", None, None)),
-    },
-    "sst2": {
-        "train": ("train.tsv", TsvLayout("sentence", None, "label")),
-        "dev": ("dev.tsv", TsvLayout("sentence", None, "label")),
-        "test": ("test.tsv", TsvLayout("sentence", None, None)),
-    },
-    "mrpc": {
-        "train": ("train.tsv", TsvLayout("#1 String", "#2 String", "Quality")),
-        "dev": ("dev.tsv", TsvLayout("#1 String", "#2 String", "Quality")),
-        "test": ("test.tsv", TsvLayout("#1 String", "#2 String", None)),
-    },
-    "qqp": {
-        "train": ("train.tsv", TsvLayout("question1", "question2", "is_duplicate")),
-        "dev": ("dev.tsv", TsvLayout("question1", "question2", "is_duplicate")),
-        "test": ("test.tsv", TsvLayout("question1", "question2", None)),
-    },
-    "stsb": {
-        "train": ("train.tsv", TsvLayout("sentence1", "sentence2", "score")),
-        "dev": ("dev.tsv", TsvLayout("sentence1", "sentence2", "score")),
-        "test": ("test.tsv", TsvLayout("sentence1", "sentence2", None)),
-    },
-    "mnli": {
-        "train": ("train.tsv", TsvLayout("sentence1", "sentence2", "gold_label")),
-        "dev": ("dev_matched.tsv", TsvLayout("sentence1", "sentence2", "gold_label")),
-        "dev-mismatched": ("dev_mismatched.tsv", TsvLayout("sentence1", "sentence2", "gold_label")),
-        "test": ("test_matched.tsv", TsvLayout("sentence1", "sentence2", None)),
-        "test-mismatched": ("test_mismatched.tsv", TsvLayout("sentence1", "sentence2", None)),
-    },
-    "qnli": {
-        "train": ("train.tsv", TsvLayout("question", "sentence", "label")),
-        "dev": ("dev.tsv", TsvLayout("question", "sentence", "label")),
-        "test": ("test.tsv", TsvLayout("question", "sentence", None)),
-    },
-    "rte": {
-        "train": ("train.tsv", TsvLayout("sentence1", "sentence2", "label")),
-        "dev": ("dev.tsv", TsvLayout("sentence1", "sentence2", "label")),
-        "test": ("test.tsv", TsvLayout("sentence1", "sentence2", None)),
-    },
-}
-
-# Label strings of the TSV files -> ids of nyu-mll/glue (names in Task.label_names).
-GLUE_LABELS: dict[str, dict[str, int]] = {
-    "cola": {"0": 0, "1": 1},
-    "sst2": {"0": 0, "1": 1},
-    "mrpc": {"0": 0, "1": 1},
-    "qqp": {"0": 0, "1": 1},
-    "mnli": {"entailment": 0, "neutral": 1, "contradiction": 2},
-    "qnli": {"entailment": 0, "not_entailment": 1},
-    "rte": {"entailment": 0, "not_entailment": 1},
-}
-
-# Hub (nyu-mll/glue) text columns per task.
-GLUE_HUB_COLUMNS: dict[str, tuple[str, str | None]] = {
-    "cola": ("sentence", None),
-    "sst2": ("sentence", None),
-    "mrpc": ("sentence1", "sentence2"),
-    "qqp": ("question1", "question2"),
-    "stsb": ("sentence1", "sentence2"),
-    "mnli": ("premise", "hypothesis"),
-    "qnli": ("question", "sentence"),
-    "rte": ("sentence1", "sentence2"),
-}
+from bench.tasks import Task, get_task
 
 
 def glue_candidates(data_dir: Path, folder: str) -> list[Path]:
@@ -98,8 +18,8 @@ def glue_candidates(data_dir: Path, folder: str) -> list[Path]:
     return [data_dir / "glue_data" / folder, data_dir / "glue" / folder, data_dir / folder, data_dir]
 
 
-def _parse_label(task: str, raw: str, where: str) -> int | float:
-    if task == "stsb":
+def _parse_label(task: Task, raw: str, where: str) -> int | float:
+    if task.kind == "regress":
         try:
             score = float(raw)
         except ValueError:
@@ -107,15 +27,16 @@ def _parse_label(task: str, raw: str, where: str) -> int | float:
         if not 0.0 <= score <= 5.0:
             raise DataError(f"{where}: expected a similarity score between 0 and 5, got {raw!r}")
         return score
-    labels = GLUE_LABELS[task]
-    if raw not in labels:
-        raise DataError(f"{where}: expected a label in {{{', '.join(labels)}}}, got {raw!r}")
-    return labels[raw]
+    if raw not in task.label_values:
+        raise DataError(f"{where}: expected a label in {{{', '.join(task.label_values)}}}, got {raw!r}")
+    return task.label_values.index(raw)
 
 
-def read_glue_tsv(task: str, split: str, path: Path) -> list[ClassificationExample]:
+def read_glue_tsv(task: str | Task, split: str, path: Path) -> list[ClassificationExample]:
     """Parse one GLUE TSV. Every row must have the header's column count (or `ncols`); errors name the line."""
-    _, layout = GLUE_FILES[task][split]
+    task = get_task(task)
+    layout = task.local_file(split).columns
+    name = task.name
     try:
         text = path.read_text(encoding="utf-8-sig")  # MRPC files start with a BOM
     except UnicodeDecodeError as exc:
@@ -124,22 +45,22 @@ def read_glue_tsv(task: str, split: str, path: Path) -> list[ClassificationExamp
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
-        raise DataError(f"{path}: empty file; expected GLUE {task} rows")
+        raise DataError(f"{path}: empty file; expected GLUE {name} rows")
     first = 0
     if layout.header:
         header = lines[0].rstrip("\r").split("\t")
         ncols = len(header)
         cols = {}
         for role in ("text_a", "text_b", "label"):
-            name = getattr(layout, role)
-            if name is None:
+            col = getattr(layout, role)
+            if col is None:
                 continue
-            if name not in header:
+            if col not in header:
                 raise DataError(
-                    f"{path}, line 1: expected a header with column {name!r} for GLUE {task} {split}; "
+                    f"{path}, line 1: expected a header with column {col!r} for GLUE {name} {split}; "
                     f"got columns {header}"
                 )
-            cols[role] = header.index(name)
+            cols[role] = header.index(col)
         first = 1
     else:
         ncols = layout.ncols
@@ -161,31 +82,33 @@ def read_glue_tsv(task: str, split: str, path: Path) -> list[ClassificationExamp
             idx=len(out),
         ))
     if not out:
-        raise DataError(f"{path}: no data rows; expected GLUE {task} {split} examples")
+        raise DataError(f"{path}: no data rows; expected GLUE {name} {split} examples")
     return out
 
 
-def glue_from_rows(task: str, rows: Iterable[Mapping[str, Any]], *, source: str = "hub") -> list[ClassificationExample]:
+def glue_from_rows(task: str | Task, rows: Iterable[Mapping[str, Any]], *,
+                   source: str = "hub") -> list[ClassificationExample]:
     """Map rows of nyu-mll/glue (text columns, `label` with -1 on test sets, `idx`) to examples."""
-    col_a, col_b = GLUE_HUB_COLUMNS[task]
+    task = get_task(task)
+    col_a, col_b, col_label = task.hub_columns.text_a, task.hub_columns.text_b, task.hub_columns.label
     out = []
     for i, row in enumerate(rows):
         where = f"{source}, row {i}"
         try:
             text_a = row[col_a]
             text_b = row[col_b] if col_b else None
-            raw = row["label"]
+            raw = row[col_label]
         except KeyError as exc:
-            raise DataError(f"{where}: expected column {exc.args[0]!r} of nyu-mll/glue {task}; "
+            raise DataError(f"{where}: expected column {exc.args[0]!r} of {task.hub_id} {task.name}; "
                             f"got columns {sorted(row)}") from None
-        if task == "stsb":
+        if task.kind == "regress":
             label = None if raw is None or raw < 0 else float(raw)
         else:
             if raw is None or int(raw) == -1:
                 label = None
             else:
                 label = int(raw)
-                n = max(GLUE_LABELS[task].values()) + 1
+                n = task.num_labels
                 if not 0 <= label < n:
                     raise DataError(f"{where}: expected a label id in 0..{n - 1} (or -1), got {raw!r}")
         if not isinstance(text_a, str) or (col_b and not isinstance(text_b, str)):

@@ -24,8 +24,6 @@ WEBNLG_SEEN = frozenset({
     "Food", "Monument", "SportsTeam", "University", "WrittenWork",
 })
 
-E2E_FILES = {"train": "trainset.csv", "dev": "devset.csv", "test": "testset_w_refs.csv"}
-
 
 def _group(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """source -> references, in order of first appearance (dicts keep insertion order)."""

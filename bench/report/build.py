@@ -12,7 +12,8 @@ from bench.report.load import read_results
 from bench.report.paper import PaperRow, read_paper
 from bench.report.render import long_markdown, to_latex, to_markdown
 from bench.report.tables import glue_table, long_rows, nlg_table, unmatched_rows
-from bench.report.units import GLUE_METRIC, model_name, task_name
+from bench.report.units import model_name, task_name
+from bench.tasks import TASKS
 
 VERSIONS = {
     "arxiv-v2": "LoRA (Hu et al., arXiv 2106.09685 v2)",
@@ -34,8 +35,10 @@ class ReportSummary:
 
 
 def center_of(task: str) -> str:
-    """GLUE: median over seeds (LoRA Table 2); generation and other tasks: mean (LoRA's GPT-2 tables)."""
-    return "median" if task in GLUE_METRIC else "mean"
+    """The task record's: GLUE median over seeds (LoRA Table 2), generation mean (LoRA's GPT-2 tables); tasks
+    the registry does not know: mean."""
+    t = TASKS.get(task)
+    return t.center if t is not None else "mean"
 
 
 def default_paper_csv(results_dir: Path) -> Path:

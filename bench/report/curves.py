@@ -15,17 +15,19 @@ from matplotlib.ticker import MaxNLocator
 from bench.report.aggregate import Grid, Run
 from bench.report.load import Log, read_log
 from bench.report.plots import save_figure, axis_label, plot_metric, styles
-from bench.report.units import GLUE_METRIC, GLUE_SPLIT, convert, headline, task_name
+from bench.report.units import convert, task_name
+from bench.tasks import TASKS
 
 LOSS_KEYS = ("train_loss", "loss", "train/loss")
+DEV = "dev"
 
 
 def dev_series(log: Log, task: str, run: Run) -> tuple[str, str, str, bool | None] | None:
     """(series key, metric, scale, higher_is_better) of the dev selection metric in a log, if it has one:
     the series the runner names in "select", else "dev_<selection metric>", else the first "dev_*" series."""
     keys = {k for p in log.points for k in p}
-    prefix = f"{GLUE_SPLIT}_"
-    wanted = GLUE_METRIC.get(task) or (headline(task) or ("", "bleu"))[1]
+    prefix = f"{DEV}_"
+    wanted = TASKS[task].select_metric if task in TASKS else "bleu"
     if log.select in keys:
         key = log.select
     elif prefix + wanted in keys:
@@ -36,7 +38,7 @@ def dev_series(log: Log, task: str, run: Run) -> tuple[str, str, str, bool | Non
             return None
         key = dev[0]
     metric = key[len(prefix):] if key.startswith(prefix) else key
-    logged = run.metrics.get((GLUE_SPLIT, metric))
+    logged = run.metrics.get((DEV, metric))
     return key, metric, logged.scale if logged else "", logged.higher_is_better if logged else None
 
 
@@ -59,7 +61,7 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
             continue
         n_logs += len(logs)
         chosen = plot_metric(grid, task)
-        target_scale = "percent" if task in GLUE_METRIC else ""
+        target_scale = "percent" if task in TASKS and TASKS[task].kind != "generate" else ""
         fig, (ax_loss, ax_dev) = plt.subplots(1, 2, figsize=(12, 4.6))
         dev_label = None
         by_key: dict = {}
@@ -75,7 +77,7 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
                 skey, metric, scale, hib = series
                 shown = target_scale if target_scale and convert(1.0, scale, target_scale) is not None else scale
                 dev = [(p["epoch"], convert(p[skey], scale, shown)) for p in points if skey in p]
-                dev_label = axis_label(metric, GLUE_SPLIT, shown, hib) if shown else f"{metric} on dev (as logged)"
+                dev_label = axis_label(metric, DEV, shown, hib) if shown else f"{metric} on dev (as logged)"
             for ax, xy in ((ax_loss, loss), (ax_dev, dev)):
                 if xy:  # each seed thin, the median over seeds bold (below)
                     ax.plot(*zip(*xy), ls=ls, lw=0.8, color=s.color, alpha=0.35)

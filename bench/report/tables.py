@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from bench.report.aggregate import Cell, Grid, RowKey
 from bench.report.paper import PaperRow
-from bench.report.units import (GLUE_METRIC, GLUE_SPLIT, GLUE_TASKS, NLG_COLUMNS, SPLIT_SHORT, arrow, convert,
-                                fmt_params, fmt_percent, metric_name, model_name, rounded,
-                                task_name)
+from bench.report.units import (SPLIT_SHORT, arrow, convert, fmt_params, fmt_percent, metric_name, model_name,
+                                rounded, table_tasks, task_name)
+from bench.tasks import TASKS
 
 PaperIndex = dict[tuple, PaperRow]
 
@@ -123,20 +123,21 @@ def _rows_for(grid: Grid, tasks: list[str]) -> list[RowKey]:
 
 
 def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
-    tasks = [t for t in GLUE_TASKS if t in grid.tasks]
+    glue = table_tasks("glue")
+    tasks = [t for t in glue if t in grid.tasks]
     if not tasks:
         return None
     index = index_paper(paper)
     columns, rows = [], []
+    column = {t: TASKS[t].columns()[0] for t in tasks}  # (split, metric): one column per GLUE task
     for task in tasks:
-        hib = _hib(grid, paper, task, GLUE_SPLIT, GLUE_METRIC[task])
-        columns.append(f"{task_name(task)} ({metric_name(GLUE_METRIC[task])} {arrow(hib)})".replace(" )", ")"))
+        hib = _hib(grid, paper, task, *column[task])
+        columns.append(f"{task_name(task)} ({metric_name(column[task][1])} {arrow(hib)})".replace(" )", ")"))
     columns.append("Avg.")
     for key in _rows_for(grid, tasks):
-        entries = [entry(grid.cells.get((key, t)), key, t, GLUE_SPLIT, GLUE_METRIC[t], "percent", index)
-                   for t in tasks]
+        entries = [entry(grid.cells.get((key, t)), key, t, *column[t], "percent", index) for t in tasks]
         rows.append(([model_name(key.model), key.display, _params_text(grid, key, tasks)],
-                     entries + [_glue_average(entries, key, index)]))
+                     entries + [_glue_average(entries, key, index, len(glue))]))
     caption = ("GLUE dev sets in the layout of LoRA Table 2: MNLI matched accuracy, CoLA Matthews correlation, "
                "STS-B Pearson correlation, accuracy elsewhere, all in %. Each cell: median over seeds \u00b1 "
                "sample std of our runs (best epoch on dev per run), then (paper value, \u0394 = ours \u2212 paper) "
@@ -147,13 +148,13 @@ def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
                  notes=_notes(grid, tasks, paper))
 
 
-def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex) -> Entry:
+def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex, n_tasks: int) -> Entry:
     values = [e.ours for e in entries if e.kind == "value"]
     if not values:
         return Entry(kind="empty")
     mean = statistics.fmean(values)
-    flags = "" if len(values) == len(GLUE_TASKS) else f"{len(values)}/{len(GLUE_TASKS)} tasks"
-    prow = paper_row(index, key, "glue-avg", GLUE_SPLIT, "average") if not flags else None
+    flags = "" if len(values) == n_tasks else f"{len(values)}/{n_tasks} tasks"
+    prow = paper_row(index, key, "glue-avg", "dev", "average") if not flags else None
     paper = prow.value if prow is not None else None
     return Entry(kind="value", scale="percent", ours=mean, paper=paper,
                  diff=None if paper is None else rounded(mean, "percent") - paper, flags=flags,
@@ -161,14 +162,14 @@ def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex) -> Entry
 
 
 def nlg_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
-    tasks = [t for t in NLG_COLUMNS if t in grid.tasks]
+    tasks = [t for t in table_tasks("nlg") if t in grid.tasks]
     if not tasks:
         return None
     index = index_paper(paper)
     groups, columns, specs = [], [], []
     for task in tasks:
-        groups.append((task_name(task), len(NLG_COLUMNS[task])))
-        for split, metric in NLG_COLUMNS[task]:
+        groups.append((task_name(task), len(TASKS[task].columns())))
+        for split, metric in TASKS[task].columns():
             hib = _hib(grid, paper, task, split, metric)
             short = SPLIT_SHORT.get(split, "")
             columns.append(f"{metric_name(metric)}{'-' + short if short else ''} {arrow(hib)}".strip())

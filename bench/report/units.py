@@ -1,4 +1,5 @@
-"""Task catalogue of the two paper tables, metric display names, scales and number formatting.
+"""Display names, scales and number formatting; the task facts (names, table columns, headline metric) are
+read from the Task records of `bench.tasks`.
 
 Pure data and small functions; no torch, no matplotlib.
 """
@@ -7,39 +8,14 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
-# GLUE in the column order of LoRA Table 2, with the selection metric the paper reports per task (dev set).
-GLUE_TASKS = ["mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb"]
-GLUE_METRIC = {
-    "mnli": "accuracy",   # matched dev set
-    "sst2": "accuracy",
-    "mrpc": "accuracy",
-    "cola": "matthews",
-    "qnli": "accuracy",
-    "qqp": "accuracy",
-    "rte": "accuracy",
-    "stsb": "pearson",
-}
-GLUE_SPLIT = "dev"
+from bench.tasks import TASKS
 
-# Prefix-Tuning Table 1: (task, split, metric) columns in the paper's order, grouped by dataset.
-NLG_COLUMNS = {
-    "e2e": [("test", "bleu"), ("test", "nist"), ("test", "meteor"), ("test", "rouge_l"), ("test", "cider")],
-    "webnlg": [
-        ("test-seen", "bleu"), ("test-unseen", "bleu"), ("test-all", "bleu"),
-        ("test-seen", "meteor"), ("test-unseen", "meteor"), ("test-all", "meteor"),
-        ("test-seen", "ter"), ("test-unseen", "ter"), ("test-all", "ter"),
-    ],
-    "dart": [("test", "bleu"), ("test", "meteor"), ("test", "ter"), ("test", "moverscore"), ("test", "bertscore"),
-             ("test", "bleurt")],
-}
-NLG_TASKS = list(NLG_COLUMNS)
-# the metric each NLG task is plotted with (headline metric of the paper's text)
-NLG_HEADLINE = {"e2e": ("test", "bleu"), "webnlg": ("test-all", "bleu"), "dart": ("test", "bleu")}
+def table_tasks(table: str) -> list[str]:
+    """The registered tasks of a paper-layout table ("glue": LoRA Table 2, "nlg": Prefix-Tuning Table 1), in
+    the table's column order (the registry's)."""
+    return [name for name, t in TASKS.items() if t.table == table]
 
-TASK_NAMES = {
-    "mnli": "MNLI", "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE",
-    "stsb": "STS-B", "e2e": "E2E", "webnlg": "WebNLG", "dart": "DART",
-}
+
 METRIC_NAMES = {
     "accuracy": "Acc", "matthews": "MCC", "pearson": "Pearson", "spearman": "Spearman", "f1": "F1",
     "bleu": "BLEU", "nist": "NIST", "meteor": "MET", "rouge_l": "R-L", "cider": "CIDEr", "ter": "TER",
@@ -138,7 +114,8 @@ def arrow(higher_is_better: bool | None) -> str:
 
 
 def task_name(task: str) -> str:
-    return TASK_NAMES.get(task, task)
+    t = TASKS.get(task)
+    return t.display if t is not None else task
 
 
 def model_name(model: str) -> str:
@@ -151,6 +128,5 @@ def metric_name(metric: str) -> str:
 
 def headline(task: str) -> tuple[str, str] | None:
     """(split, metric) a task is plotted with, for the tasks of the two tables; None for other tasks."""
-    if task in GLUE_METRIC:
-        return GLUE_SPLIT, GLUE_METRIC[task]
-    return NLG_HEADLINE.get(task)
+    t = TASKS.get(task)
+    return t.plotted() if t is not None and t.table else None

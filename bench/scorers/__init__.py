@@ -8,9 +8,9 @@ Public API (the runner calls these):
 See docs/scorers.md for what each metric matches and how.
 """
 from bench.scorers.base import Score, ScorerError
-from bench.scorers.generation import GENERATION_METRICS, score_generation
-from bench.scorers.glue import GLUE_METRICS, score_classification
+from bench.scorers.generation import generation_task, score_generation
+from bench.scorers.glue import classification_task, score_classification
 from bench.scorers.split import score_split
 
-__all__ = ["Score", "ScorerError", "GENERATION_METRICS", "GLUE_METRICS", "score_classification",
+__all__ = ["Score", "ScorerError", "classification_task", "generation_task", "score_classification",
            "score_generation", "score_split"]

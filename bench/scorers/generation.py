@@ -23,26 +23,28 @@ from bench.config import ConfigError
 from bench.scorers import java, mteval, ter
 from bench.scorers.base import Score, check_lengths
 from bench.scorers.normalize import WEBNLG_MAX_REFS, webnlg_hypothesis, webnlg_reference
+from bench.tasks import TASKS, Task
 
-# task -> metric -> (scale, higher_is_better): the units of /shared/reference/paper_results.csv
-GENERATION_METRICS: dict[str, dict[str, tuple[str, bool]]] = {
-    "e2e": {"bleu": ("percent", True), "nist": ("raw", True), "meteor": ("percent", True),
-            "rouge_l": ("percent", True), "cider": ("raw", True)},
-    "webnlg": {"bleu": ("percent", True), "meteor": ("fraction", True), "ter": ("fraction", False)},
-    "dart": {"bleu": ("percent", True), "meteor": ("fraction", True), "ter": ("fraction", False),
-             "moverscore": ("fraction", True), "bertscore": ("fraction", True), "bleurt": ("fraction", True)},
-}
 DART_METEOR_SLOTS = 8  # prepare_files.py pads each reference to 8 lines for `-r 8`
 
 
 def _score(task: str, name: str, value: float | None, note: str = "") -> Score:
-    scale, higher = GENERATION_METRICS[task][name]
-    return Score(name, value, scale, higher, note)  # type: ignore[arg-type]
+    """A Score in the units and direction the task's record gives the metric."""
+    metric = TASKS[task].metric(name)
+    return Score(name, value, metric.scale, metric.higher_is_better, note)
+
+
+def generation_task(task_name: str) -> Task:
+    """The registered generation task `task_name`; ConfigError listing them otherwise."""
+    task = TASKS.get(task_name)
+    if task is None or task.kind != "generate":
+        names = [t.name for t in TASKS.values() if t.kind == "generate"]
+        raise ConfigError(f"unknown generation task {task_name!r}; expected one of {', '.join(names)}")
+    return task
 
 
 def _check_task(task_name: str) -> None:
-    if task_name not in GENERATION_METRICS:
-        raise ConfigError(f"unknown generation task {task_name!r}; expected one of {', '.join(GENERATION_METRICS)}")
+    generation_task(task_name)
 
 
 def _as_slots(references: Sequence[Sequence[str]]) -> list[list[str]]:

@@ -14,18 +14,9 @@ import numpy as np
 
 from bench.config import ConfigError
 from bench.scorers.base import Score, percent
+from bench.tasks import TASKS, Task
 
-# task -> metrics, in the order the papers print them (first = the one LoRA Table 2 reports).
-GLUE_METRICS: dict[str, tuple[str, ...]] = {
-    "cola": ("matthews",),
-    "sst2": ("accuracy",),
-    "mrpc": ("accuracy", "f1"),
-    "qqp": ("accuracy", "f1"),
-    "stsb": ("pearson", "spearman"),
-    "mnli": ("accuracy",),  # matched or mismatched: the split says which
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-}
+CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
 
 
 def _as_array(values: Sequence, what: str, task: str, regression: bool) -> np.ndarray:
@@ -63,19 +54,28 @@ def _correlation(kind: str, pred: np.ndarray, gold: np.ndarray) -> Score:
     return percent(kind, value)
 
 
+def classification_task(task_name: str) -> Task:
+    """The registered classification or regression task `task_name`; ConfigError listing them otherwise."""
+    task = TASKS.get(task_name)
+    if task is None or task.kind == "generate":
+        names = [t.name for t in TASKS.values() if t.kind != "generate"]
+        raise ConfigError(f"unknown GLUE task {task_name!r}; expected one of {', '.join(names)}")
+    return task
+
+
 def score_classification(task_name: str, predictions: Sequence, labels: Sequence) -> dict[str, Score]:
-    """Score one GLUE task's predictions against gold labels (class ids; floats for stsb)."""
-    if task_name not in GLUE_METRICS:
-        raise ConfigError(f"unknown GLUE task {task_name!r}; expected one of {', '.join(GLUE_METRICS)}")
+    """Score one GLUE-like task's predictions against gold labels (class ids; floats for regression), with
+    the metrics its Task record names, in that order."""
+    task = classification_task(task_name)
     if len(predictions) != len(labels):
         raise ConfigError(f"{task_name}: {len(predictions)} predictions but {len(labels)} labels")
     if len(labels) == 0:
         raise ConfigError(f"{task_name}: nothing to score (0 labels)")
-    regression = task_name == "stsb"
+    regression = task.kind == "regress"
     pred = _as_array(predictions, "predictions", task_name, regression)
     gold = _as_array(labels, "labels", task_name, regression)
     out: dict[str, Score] = {}
-    for metric in GLUE_METRICS[task_name]:
+    for metric in task.metric_names:
         if metric == "accuracy":
             out[metric] = percent(metric, float(np.mean(pred == gold)))
         elif metric == "f1":
@@ -86,6 +86,9 @@ def score_classification(task_name: str, predictions: Sequence, labels: Sequence
             out[metric] = percent(metric, 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0)
         elif metric == "matthews":
             out[metric] = percent(metric, _matthews(pred, gold))
-        else:
+        elif metric in ("pearson", "spearman"):
             out[metric] = _correlation(metric, pred, gold)
+        else:
+            raise ConfigError(f"{task_name}: no scorer for metric {metric!r}; classification metrics are: "
+                              f"{', '.join(CLASSIFICATION_METRICS)}")
     return out

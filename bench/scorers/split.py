@@ -10,11 +10,10 @@ from typing import Sequence
 
 from bench.config import ConfigError
 from bench.scorers.base import Score
-from bench.scorers.generation import GENERATION_METRICS, score_generation, score_webnlg_subsets
-from bench.scorers.glue import GLUE_METRICS, score_classification
+from bench.scorers.generation import generation_task, score_generation, score_webnlg_subsets
+from bench.scorers.glue import score_classification
+from bench.tasks import TASKS
 from bench.scorers.normalize import DART_MAX_REFS, WEBNLG_MAX_REFS, dart_reference, e2e_reference
-
-WEBNLG_TEST_SUBSETS = ("test-seen", "test-unseen", "test-all")
 
 
 def _references(task: str, examples: Sequence) -> list[list[str]]:
@@ -41,13 +40,12 @@ def score_split(task_name: str, split: str, hypotheses: Sequence[str], examples:
 
     GLUE tasks are accepted too: `hypotheses` are then the predictions and the examples' `.label` the gold.
     """
-    if task_name in GLUE_METRICS:
+    if task_name in TASKS and TASKS[task_name].kind != "generate":
         labels = [getattr(ex, "label", None) for ex in examples]
         if any(lab is None for lab in labels):
             raise ConfigError(f"{task_name} {split}: the examples have no gold labels (an unlabelled test split?)")
         return {split: score_classification(task_name, list(hypotheses), labels)}
-    if task_name not in GENERATION_METRICS:
-        raise ConfigError(f"unknown generation task {task_name!r}; expected one of {', '.join(GENERATION_METRICS)}")
+    generation_task(task_name)
     if len(hypotheses) != len(examples):
         raise ConfigError(f"{task_name} {split}: {len(hypotheses)} hypotheses but {len(examples)} examples")
     refs = _references(task_name, examples)
