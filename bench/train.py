@@ -85,9 +85,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = p
+    """Set the rate of the model's own dropout modules (`train.dropout`). A dropout that is a child of a method's
+    module (LoRA's `lora_dropout`, the prefix's dropout) belongs to the method and keeps the method's setting."""
+    from methods.base import MethodModule
+
+    for parent in model.modules():
+        if isinstance(parent, MethodModule):
+            continue
+        for child in parent.children():
+            if isinstance(child, nn.Dropout):
+                child.p = p
 
 
 def enable_grad_checkpointing(model: nn.Module) -> None:

@@ -39,6 +39,11 @@ class Arch:
     attn_dropout: str | None = None  # the dropout applied to the attention output projection's output
     ffn_dropout: str | None = None   # the dropout applied to the FFN output projection's output
     ffn_norm: str | None = None      # post-LN blocks: the LayerNorm over FFN output + residual (None: pre-LN)
+    # Learned absolute positions (how long an input may be): the config attribute with their number, the config
+    # flag that turns them on (None: always on), and whether they start after the padding index (RoBERTa).
+    positions_attr: str = "max_position_embeddings"
+    positions_flag: str | None = None
+    positions_after_pad: bool = False
 
 
 ARCHES: dict[str, Arch] = {
@@ -48,6 +53,7 @@ ARCHES: dict[str, Arch] = {
         v="attention.self.value", qkv=None, attn="attention.self", attn_out="attention.output.dense",
         ffn_in="intermediate.dense", ffn_out="output.dense", final_norm=None, head=("classifier",),
         attn_dropout="attention.output.dropout", ffn_dropout="output.dropout", ffn_norm="output.LayerNorm",
+        positions_after_pad=True,
     ),
     # BERT's pooler (dense + tanh) plays the part of RoBERTa's classifier.dense: it is counted as head.
     "bert": Arch(
@@ -63,6 +69,7 @@ ARCHES: dict[str, Arch] = {
         v="attention.self.value_proj", qkv=None, attn="attention.self", attn_out="attention.output.dense",
         ffn_in="intermediate.dense", ffn_out="output.dense", final_norm=None, head=("pooler", "classifier"),
         attn_dropout="attention.output.dropout", ffn_dropout="output.dropout", ffn_norm="output.LayerNorm",
+        positions_flag="position_biased_input",
     ),
     # GPT-2's LM head is tied to the word embeddings: a causal LM has no separate head; for classification
     # GPT2ForSequenceClassification adds `score`, its head.
@@ -71,7 +78,7 @@ ARCHES: dict[str, Arch] = {
         q=None, k=None, v=None, qkv="attn.c_attn", attn="attn", attn_out="attn.c_proj",
         ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", final_norm="transformer.ln_f", head=("score",),
         d_model_attr="n_embd", n_layers_attr="n_layer", n_heads_attr="n_head", decoder=True,
-        attn_dropout="attn.resid_dropout", ffn_dropout="mlp.dropout", ffn_norm=None,
+        attn_dropout="attn.resid_dropout", ffn_dropout="mlp.dropout", ffn_norm=None, positions_attr="n_positions",
     ),
 }
 
@@ -143,12 +150,45 @@ class MethodModule(nn.Module):
     pretrained weights are not counted as the method's.
     """
 
+    # How far this module shifts the position ids of the real tokens (prefix tuning as the released code ran
+    # it: the real tokens take positions L..L+T-1 after a prefix of length L). Set on the instance. Code that
+    # builds position ids itself (batched generation) adds `position_offset(model)` to them.
+    position_offset: int = 0
+    # How many positions this module inserts into every input (a soft prompt: its length). Set on the instance.
+    extra_positions: int = 0
+
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return dict(self.named_parameters())
 
 
 def method_modules(model: nn.Module) -> list[MethodModule]:
     return [m for m in model.modules() if isinstance(m, MethodModule)]
+
+
+def position_offset(model: nn.Module) -> int:
+    """The shift of the real tokens' position ids: the sum of `position_offset` over the model's MethodModules."""
+    return sum(int(m.position_offset) for m in method_modules(model))
+
+
+def max_positions(model: nn.Module, arch: Arch) -> int | None:
+    """How many tokens the model's learned absolute positions can number (RoBERTa: 514 - 2 = 512); None when
+    the model has none (DeBERTa-v2 with position_biased_input=False)."""
+    config = model.config
+    if arch.positions_flag is not None and not getattr(config, arch.positions_flag, True):
+        return None
+    n = getattr(config, arch.positions_attr, None)
+    if n is None:
+        return None
+    return int(n) - (int(config.pad_token_id) + 1 if arch.positions_after_pad else 0)
+
+
+def input_budget(model: nn.Module, arch: Arch | None = None) -> int | None:
+    """The most tokens of a caller's input that fit in the model's positions with the methods applied: the
+    positions less what the methods insert (a soft prompt) and shift (a prefix's offset). None: no limit."""
+    total = max_positions(model, arch if arch is not None else arch_of(model))
+    if total is None:
+        return None
+    return total - position_offset(model) - sum(int(m.extra_positions) for m in method_modules(model))
 
 
 def added_parameters(model: nn.Module) -> list[nn.Parameter]:

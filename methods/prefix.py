@@ -10,8 +10,17 @@ Injection happens inside attention, after the model's own key/value projections 
 - every query attends to the `length` prefix positions of its layer in addition to the real keys; the attention
   mask gets `length` visible columns in front (the causal part applies to real tokens only);
 - the generation KV cache holds real tokens only; the prefix is added again at every step, so greedy and beam
-  search give the same tokens with and without the cache, and position ids count real tokens only;
+  search give the same tokens with and without the cache;
 - no `past_key_values` route is used (transformers 5 encoders ignore it).
+
+Positions (`shift_positions`, decoders only): as in the released code and PEFT, where the prefix sits in the KV
+cache in front of the text, GPT-2's real tokens take positions L..L+T-1 after a prefix of length L
+(`shift_positions=True`, the default); `False` numbers them 0..T-1. The prefix encoder's `position_offset`
+(methods.base) is then L, and a forward pre-hook on the backbone numbers the tokens it is given without
+position ids as past + L + 0..T-1 (past = tokens already in the KV cache). Position ids passed explicitly are
+taken as they are: code that builds them (batched generation, `model.generate(position_ids=...)`) adds
+`methods.base.position_offset(model)` itself. Encoders number their tokens from the input (RoBERTa: after the
+padding index) and are never shifted: the prefix would otherwise eat into their 512 positions.
 
 Two routes, chosen by what the attention module is, not by family name:
 
@@ -72,6 +81,21 @@ class PrefixEncoder(MethodModule):
         rows = slice(layer * 2 * self.d, (layer + 1) * 2 * self.d)           # this layer's rows of mlp_out
         out = F.linear(hidden, self.mlp_out.weight[rows], self.mlp_out.bias[rows])
         return self.dropout(out).view(self.length, 2, self.d).transpose(0, 1)
+
+    def number_positions(self, backbone: nn.Module, args: tuple, kwargs: dict):
+        """Forward pre-hook of a decoder's backbone: position ids past + offset + 0..T-1 when none are given.
+        (A bound method, so that a deep copy of the model numbers with its own encoder.)"""
+        if kwargs.get("position_ids") is not None or not self.position_offset:
+            return None
+        x = args[0] if args and args[0] is not None else kwargs.get("input_ids")
+        if x is None:
+            x = kwargs.get("inputs_embeds")
+        if x is None:
+            return None                      # the backbone raises its own error
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
+        positions = torch.arange(x.shape[1], device=x.device) + (past + self.position_offset)
+        return args, {**kwargs, "position_ids": positions.unsqueeze(0)}
 
     @torch.no_grad()
     def finalize(self) -> None:
@@ -211,6 +235,7 @@ class Prefix:
     length: int = 5               # prefix positions per layer
     mlp_hidden: int = 512         # hidden size of the reparameterisation MLP
     dropout: float = 0.0          # dropout on the prefix keys/values during training (off by default)
+    shift_positions: bool = True  # decoders: real tokens at positions L..L+T-1 (released code, PEFT); else 0..T-1
 
     def __post_init__(self) -> None:
         for field in ("length", "mlp_hidden"):
@@ -219,6 +244,8 @@ class Prefix:
                 raise ValueError(f"prefix.{field} must be an integer >= 1, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"prefix.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.shift_positions, bool):
+            raise ValueError(f"prefix.shift_positions must be true or false, got {self.shift_positions!r}")
 
     def finalize(self, model: nn.Module) -> nn.Module:
         """After training: keep only the computed prefix (see the module-level `finalize`)."""
@@ -236,6 +263,9 @@ class Prefix:
         weight = get_module(model, arch.embeddings).weight
         encoder = PrefixEncoder(self.length, d, layers, self.mlp_hidden, self.dropout, weight.device, weight.dtype)
         model.add_module("prefix_encoder", encoder)
+        if arch.decoder and self.shift_positions:
+            encoder.position_offset = self.length
+            get_module(model, arch.backbone).register_forward_pre_hook(encoder.number_positions, with_kwargs=True)
         base = getattr(model.config, "_attn_implementation", None) or "eager"
         uses_interface = False
         for i, block in enumerate(blocks_of(model, arch)):

@@ -12,8 +12,12 @@ what must match the sequence length: the 2-D attention mask (prompt visible), `t
 the prompt, so a loss computed by the model ignores it; for GPT-2 the first token's label too, so that the
 model's loss is exactly the loss over the caller's tokens, where the first token has nothing to be predicted from). A forward hook removes the prompt positions from
 token-level `logits` again, so logits line up with the caller's tokens (hidden states and attentions keep them;
-sequence-level outputs such as a classifier's are unaffected). The prompt therefore uses `length` of the model's position budget (RoBERTa: inputs of at most
-512 - length tokens).
+sequence-level outputs such as a classifier's are unaffected).
+
+Positions: the prompt takes `length` of the model's learned positions (`extra_positions`), so an input may
+have at most `methods.base.input_budget(model)` tokens (RoBERTa: 512 - length). The suite's runs cut their
+inputs to that (`bench.runner`, counted as truncated examples); a longer input given directly is an error
+naming both numbers, not an index error inside the position embeddings.
 
 Generation (GPT-2 `generate`, greedy or beam search): with a KV cache the prompt enters on the first step and
 stays in the cache; later steps only extend the attention mask by `length` ones and shift given position ids by
@@ -33,7 +37,8 @@ import torch
 from torch import nn
 
 from methods.base import (
-    Arch, MethodModule, UnsupportedFamily, d_model, freeze_all, get_module, unfreeze_head, unfreeze_method_modules,
+    Arch, MethodModule, UnsupportedFamily, d_model, freeze_all, get_module, max_positions, unfreeze_head,
+    unfreeze_method_modules,
 )
 
 INITS = ("vocab", "random")
@@ -49,9 +54,11 @@ class SoftPrompt(MethodModule):
     """The prompt embeddings (length x d) and the forward pre-hook that inserts them."""
 
     def __init__(self, length: int, d: int, insert_at: int, embeddings: nn.Embedding, signature_of: nn.Module,
-                 device=None, dtype=None):
+                 device=None, dtype=None, max_positions: int | None = None):
         super().__init__()
         self.length, self.insert_at = length, insert_at
+        self.extra_positions = length
+        self.max_positions = max_positions    # the model's learned positions (None: no limit)
         self.weight = nn.Parameter(torch.empty(length, d, device=device, dtype=dtype))
         self._embeddings = [embeddings]       # the model's word embeddings, not a child (not counted, not saved)
         self._names = list(inspect.signature(signature_of.forward).parameters)
@@ -92,6 +99,12 @@ class SoftPrompt(MethodModule):
                 raise ValueError("soft prompt: pass input_ids or inputs_embeds")
             embeds = self._embeddings[0](input_ids)
         batch, seq = embeds.shape[:2]
+        if self.max_positions is not None and seq + self.length > self.max_positions:
+            raise ValueError(
+                f"soft prompt: an input of {seq} tokens plus {self.length} prompt positions exceeds the model's "
+                f"{self.max_positions} positions; cut inputs to at most {self.max_positions - self.length} tokens "
+                f"(methods.base.input_budget)"
+            )
         at = min(self.insert_at, seq)
         prompt = self.weight.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
         kwargs["inputs_embeds"] = _insert(embeds, at, prompt)
@@ -157,7 +170,7 @@ class Prompt:
             raise UnsupportedFamily(f"prompt: {arch.family} {arch.embeddings} is not an nn.Embedding")
         weight = embeddings.weight
         prompt = SoftPrompt(self.length, d_model(model, arch), 0 if arch.decoder else 1, embeddings, model,
-                            weight.device, weight.dtype)
+                            weight.device, weight.dtype, max_positions(model, arch))
         with torch.no_grad():
             if self.init == "vocab":
                 ids = torch.randint(0, weight.shape[0], (self.length,))

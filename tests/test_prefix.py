@@ -9,6 +9,7 @@ from torch import nn
 from bench.models import apply_method, build_meta, load_model, model_config
 from methods import Prefix, count_params, finalize, load_method_state, method_state_dict
 from methods.base import blocks_of, get_module
+from methods.base import position_offset
 from methods.prefix import PrefixEncoder
 from generation_checks import assert_same_tokens_with_and_without_cache
 
@@ -154,14 +155,18 @@ def test_deberta_attention_is_exact_without_relative_positions():
 
 @pytest.mark.parametrize("name,kind", FAMILIES)
 def test_real_key_scores_are_unchanged(name, kind):
-    """Layer 0 sees the same input with and without prefix: renormalised over the real keys, its attention
-    probabilities equal the base model's (DeBERTa: the relative-position terms of real keys are kept)."""
+    """Layer 0 sees the same input with and without prefix (GPT-2: the base model given the shifted positions):
+    renormalised over the real keys, its attention probabilities equal the base model's (DeBERTa: the
+    relative-position terms of real keys are kept)."""
     x = inputs(pad_row=False)
     attn = None if name == "tiny-deberta" else "eager"
     base = build(name, kind, attn=attn)
     model, _ = with_prefix(name, kind, attn=attn)
+    shifted = {}
+    if position_offset(model):
+        shifted["position_ids"] = torch.arange(x["input_ids"].shape[1])[None] + position_offset(model)
     with torch.no_grad():
-        ref = base(**x, output_attentions=True).attentions[0]
+        ref = base(**x, **shifted, output_attentions=True).attentions[0]
         got = model(**x, output_attentions=True).attentions[0]
     length = SMALL["length"]
     assert got.shape[-1] == ref.shape[-1] + length

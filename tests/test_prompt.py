@@ -166,3 +166,33 @@ def test_counts(model_name, kind, d):
     model, arch = build_meta(model_name, kind, method)
     counts = count_params(model, arch, method)
     assert counts.trained == counts.stored == 20 * d
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_long_roberta_inputs_fit_the_positions_with_the_prompt(pair):
+    """RoBERTa numbers 512 tokens (positions 2..513): with a prompt of `LENGTH` the runner cuts the text to
+    512 - LENGTH tokens (special tokens kept); a longer input given directly is a clear error, not an index
+    error inside the position embeddings."""
+    from bench.data import encode_classification
+    from bench.data.examples import ClassificationExample
+    from bench.runner import fitted_max_length
+    from methods.base import input_budget
+
+    model, _ = with_prompt("tiny-roberta", "classify")
+    _, tokenizer = load_model("tiny-roberta", kind="classify", num_labels=2)
+    assert input_budget(model) == 512 - LENGTH and fitted_max_length(model, 512) == 512 - LENGTH
+    assert fitted_max_length(model, 128) == 128
+    text = "word " * 400
+    example = ClassificationExample(text_a=text, text_b=text if pair else None, label=1, idx=0)
+    enc = encode_classification(tokenizer, "rte" if pair else "sst2", [example], fitted_max_length(model, 512))
+    ids = torch.as_tensor(enc.features["input_ids"][0], dtype=torch.long)[None]
+    assert enc.n_truncated == 1 and ids.shape[1] == 512 - LENGTH
+    assert ids[0, 0] == tokenizer.cls_token_id and ids[0, -1] == tokenizer.sep_token_id
+    with torch.no_grad():
+        assert model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 3)
+        too_long = torch.randint(5, 250, (1, 512))
+        with pytest.raises(ValueError, match=f"512 tokens plus {LENGTH} prompt positions exceeds the model's 512"):
+            model(input_ids=too_long, attention_mask=torch.ones_like(too_long))
+    base = build("tiny-roberta", "classify")
+    with torch.no_grad():                                  # the same 512 tokens fit without a prompt
+        base(input_ids=too_long, attention_mask=torch.ones_like(too_long))

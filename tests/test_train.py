@@ -139,3 +139,25 @@ def test_fit_lower_is_better_and_nan_loss_stops_the_run():
     with pytest.raises(FloatingPointError, match="training loss is nan"):
         fit(model, _loader(), kind="classify", cfg=TrainConfig(epochs=1), evaluate=lambda m, e: (0.0, True, {}),
             progress=False)
+
+
+@pytest.mark.parametrize("method", ["lora", "prefix", "adapter"])
+def test_set_dropout_leaves_the_methods_own_dropout(method):
+    """train.dropout sets the model's dropout modules only: LoRA's and the prefix's own dropout keep their rate."""
+    from bench.models import apply_method, load_model
+    from bench.train import set_dropout
+    from methods import LoRA, Adapter, Prefix
+    from methods.base import MethodModule
+
+    name, kind = ("tiny-gpt2", "generate") if method == "prefix" else ("tiny-roberta", "classify")
+    model, _ = load_model(name, kind=kind, num_labels=2)
+    method_obj = {"lora": LoRA(r=2, dropout=0.1), "prefix": Prefix(length=2, mlp_hidden=8, dropout=0.3),
+                  "adapter": Adapter(kind="houlsby", bottleneck=2)}[method]
+    apply_method(model, method_obj)
+    set_dropout(model, 0.0)
+    owned = {id(c) for m in model.modules() if isinstance(m, MethodModule) for c in m.children()
+             if isinstance(c, nn.Dropout)}
+    own = [m for m in model.modules() if isinstance(m, nn.Dropout) and id(m) not in owned]
+    assert own and all(m.p == 0.0 for m in own)
+    rates = sorted(m.p for m in model.modules() if id(m) in owned)
+    assert rates == {"lora": [0.1] * 4, "prefix": [0.3], "adapter": []}[method]
