@@ -135,12 +135,22 @@ class MethodModule(nn.Module):
     pretrained weights are not counted as the method's.
     """
 
+    # How far this module shifts the position ids of the real tokens (prefix tuning as the released code ran
+    # it: the real tokens take positions L..L+T-1 after a prefix of length L). Set on the instance. Code that
+    # builds position ids itself (batched generation) adds `position_offset(model)` to them.
+    position_offset: int = 0
+
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return dict(self.named_parameters())
 
 
 def method_modules(model: nn.Module) -> list[MethodModule]:
     return [m for m in model.modules() if isinstance(m, MethodModule)]
+
+
+def position_offset(model: nn.Module) -> int:
+    """The shift of the real tokens' position ids: the sum of `position_offset` over the model's MethodModules."""
+    return sum(int(m.position_offset) for m in method_modules(model))
 
 
 def added_parameters(model: nn.Module) -> list[nn.Parameter]:
