@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+import bench.decode.attention as attention
 import bench.decode.beam as beam
 from bench.decode.protocol import LORA_GPT2, PREFIX_TUNING, Decoding
 from bench.decode.generate import generate_ids, one_at_a_time, pick_engine
@@ -74,9 +75,9 @@ def test_settled_inputs_leave_the_batch_without_changing_results(tok, monkeypatc
     src = sources(tok, n=12, seed=3)
     protocol = dataclasses.replace(PREFIX_TUNING, max_new_tokens=25, batch_size=12)
     dropped = []
-    original = beam._Layer.keep_inputs
-    monkeypatch.setattr(beam._Layer, "keep_inputs", lambda self, keep: (dropped.append(len(keep)),
-                                                                          original(self, keep))[1])
+    original = attention.Layer.keep_inputs
+    monkeypatch.setattr(attention.Layer, "keep_inputs", lambda self, keep: (dropped.append(len(keep)),
+                                                                             original(self, keep))[1])
     ours = generate_ids(model, tok, src, protocol, progress=False, engine="own")
     reference = generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, engine="hf")
     assert ours == reference

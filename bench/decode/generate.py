@@ -1,20 +1,23 @@
-"""Batched beam search for decoder-only models (GPT-2), applying a `bench.decode.protocol.Decoding` protocol.
+"""Batched generation for decoder models (GPT-2), applying a `bench.decode.protocol.Decoding` protocol.
 
 Speed comes from these, none of which changes the result:
   * inputs are sorted by length (longest first) and decoded `decoding.batch_size` at a time, so a batch
     carries little padding;
-  * GPT-2 is left-padded; the attention mask hides the pads and the position ids are counted from the first
+  * inputs are left-padded; the attention mask hides the pads and the position ids are counted from the first
     real token (HF `generate` builds them from the mask), so every row sees exactly what it would see alone;
+    position ids add `methods.base.position_offset(model)` (a method that shifts the real tokens' positions);
   * keys and values are cached between steps;
-  * beam search (num_beams > 1) on GPT-2 runs our own search (`bench.decode.beam`): the source is encoded once per
-    input and its keys/values are shared by the input's beams, only generated tokens are cached per beam (in
-    preallocated buffers), and settled inputs leave the batch. Its steps are those of Hugging Face's beam search.
-    Greedy decoding, other models, and `engine="hf"` use `model.generate`.
+  * beam search (num_beams > 1) on a decoder that `bench.decode.beam.supports` runs our own search: the source is
+    encoded once per input and its keys/values are shared by the input's beams, only generated tokens are
+    cached per beam (in preallocated buffers), and settled inputs leave the batch. Greedy decoding, other
+    models, and `engine="hf"` use `model.generate`.
 
-Beam scores are sum(log p) / (generated tokens) ** length_penalty, where the length counts generated tokens only
-(not the padded source), so a row's ranking does not depend on the batch it is in. Results come back in input
-order. `tests/test_generate.py` and `tests/test_beam.py` check, token for token, that batched decoding (either
-engine) == batch-1 `model.generate` == decoding without a KV cache.
+Beam scores are sum(log p) / length ** length_penalty. With `score_length="generated"` the length counts
+generated tokens only (not the padded source), as transformers 5; with `"total"` it is source + generated tokens,
+as the transformers 3 fork of the Prefix-Tuning authors (our search only). Either way a row's result does not
+depend on the batch it is in. Results come back in input order. `tests/test_generate.py`, `tests/test_beam.py`
+and `tests/test_beam_total.py` check, token for token, that batched decoding == batch-1 `model.generate` (or the
+fork's batch-1 search) == decoding without a KV cache.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from bench.decode.beam import beam_search, supports
 from bench.decode.protocol import Decoding
+from methods.base import position_offset
 
 ENGINES = ("auto", "own", "hf")   # auto: own beam search where it applies (see `pick_engine`), else HF generate
 
@@ -50,6 +54,23 @@ def newline_token_ids(tokenizer) -> tuple[int, ...]:
     except TypeError:  # not weak-referenceable: recompute next time
         pass
     return ids
+
+
+class MinTotalLength(LogitsProcessor):
+    """Blocks EOS while a row's source + generated tokens are fewer than `min_length` (transformers 3's
+    min_length), counting real tokens only: `pads` are the left-padding widths of the batch's inputs."""
+
+    def __init__(self, min_length: int, eos_id: int, pads: torch.Tensor):
+        self.min_length, self.eos_id, self.pads = min_length, eos_id, pads
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        pads = self.pads.to(input_ids.device).repeat_interleave(input_ids.shape[0] // self.pads.shape[0])
+        short = (input_ids.shape[1] - pads) < self.min_length
+        if not bool(short.any()):
+            return scores
+        scores = scores.clone()
+        scores[:, self.eos_id] = scores[:, self.eos_id].masked_fill(short, float("-inf"))
+        return scores
 
 
 class BanTokens(LogitsProcessor):
@@ -84,6 +105,17 @@ def generation_config(decoding: Decoding, *, eos_id: int, pad_id: int, use_cache
         bos_token_id=None,
         use_cache=use_cache,
     )
+
+
+def hf_processors(decoding: Decoding, banned: Sequence[int], eos_id: int, pads: torch.Tensor) -> LogitsProcessorList:
+    """The logits processors `model.generate` needs beyond its GenerationConfig: banned token ids, and
+    `min_length` over real tokens (`pads`: left-padding width per input)."""
+    processors = LogitsProcessorList()
+    if banned:
+        processors.append(BanTokens(banned))
+    if decoding.min_length:
+        processors.append(MinTotalLength(decoding.min_length, eos_id, pads))
+    return processors
 
 
 def _special_ids(tokenizer) -> tuple[int, int]:
@@ -121,8 +153,9 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 def pick_engine(model, decoding: Decoding, engine: str = "auto", use_cache: bool = True) -> str:
-    """"own" (bench.decode.beam) or "hf" (`model.generate`) for this model and protocol; ValueError if `engine` cannot be
-    honoured. auto picks own for beam search (num_beams > 1) with a cache on a model `bench.decode.beam` supports."""
+    """"own" (bench.decode.beam) or "hf" (`model.generate`) for this model and protocol; ValueError if `engine`
+    cannot be honoured. auto picks own for beam search (num_beams > 1) with a cache on a model
+    `bench.decode.beam` supports; score_length="total" beam search needs own."""
     if engine not in ENGINES:
         raise ValueError(f"unknown generation engine {engine!r}; expected one of {', '.join(ENGINES)}")
     reason = supports(model)
@@ -133,6 +166,10 @@ def pick_engine(model, decoding: Decoding, engine: str = "auto", use_cache: bool
     if engine == "own" and reason is not None:
         raise ValueError(f"our beam search cannot be used here: {reason}")
     if engine == "hf" or reason is not None:
+        if decoding.num_beams > 1 and decoding.score_length != "generated":
+            raise ValueError(f"decoding.score_length={decoding.score_length!r} needs our beam search "
+                             f"(model.generate scores by generated length), which cannot run here: "
+                             f"{reason or 'engine hf was asked for'}")
         return "hf"
     return "own"
 
@@ -148,10 +185,9 @@ def generate_ids(model, tokenizer, sources: Sequence[Sequence[int]], decoding: D
     device = torch.device(device) if device is not None else _model_device(model)
     engine = pick_engine(model, decoding, engine, use_cache)
     config = generation_config(decoding, eos_id=eos_id, pad_id=pad_id, use_cache=use_cache)
-    processors = LogitsProcessorList()
-    banned = newline_token_ids(tokenizer) if decoding.ban_newlines else ()
-    if banned:
-        processors.append(BanTokens(banned))
+    banned = tuple(sorted(set(newline_token_ids(tokenizer) if decoding.ban_newlines else ())
+                          | set(decoding.banned_token_ids)))
+    offset = position_offset(model)
     out: list[list[int] | None] = [None] * len(sources)
     was_training = model.training
     model.eval()
@@ -164,8 +200,12 @@ def generate_ids(model, tokenizer, sources: Sequence[Sequence[int]], decoding: D
                                       banned_ids=banned, device=device)
                 else:
                     ids, mask = left_pad([sources[i] for i in batch], pad_id)
+                    processors = hf_processors(decoding, banned, eos_id, (mask == 0).sum(-1))
+                    extra = {}
+                    if offset:  # HF builds positions from the mask (from 0); give them, shifted
+                        extra["position_ids"] = ((mask.cumsum(-1) - 1).clamp(min=0) + offset).to(device)
                     seqs = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                          generation_config=config, logits_processor=processors)
+                                          generation_config=config, logits_processor=processors, **extra)
                     new = seqs[:, ids.shape[1]:].tolist()
                 for i, row in zip(batch, new):
                     out[i] = row[:row.index(eos_id)] if eos_id in row else row
