@@ -80,3 +80,17 @@ def test_the_tables_other_settings_are_unchanged_by_the_variant():
     medium = plan("nlg-gpt2-medium")
     assert len(medium) == 3 * 5 * 3 and len(plan("nlg-gpt2-medium-own")) == 3 * 5 * 3
     assert len(plan("nlg-gpt2-large")) == len(plan("nlg-gpt2-large-own")) == 3 * 2 * 3
+
+
+def test_show_names_the_variant_of_every_row(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["show", "nlg-gpt2-medium", "--tasks", "e2e", "--results-dir", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gpt2-medium")]
+    assert len(lines) == 5 and all("  script  " in line and "keep final epoch" in line for line in lines)
+    prefix = next(line for line in lines if "Prefix" in line)
+    assert "loss sentence_sum" in prefix and "min_new_tokens=0" in prefix
+    assert not any("loss sentence_sum" in line for line in lines if "Prefix" not in line)
+    assert main(["show", "nlg-gpt2-medium-own", "--tasks", "e2e", "--results-dir", str(tmp_path)]) == 0
+    own = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gpt2-medium")]
+    assert all("  own  " in line and "keep best dev epoch" in line and "loss" not in line for line in own)
