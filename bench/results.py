@@ -90,7 +90,8 @@ def base_row(spec, *, counts=None, env: dict | None = None) -> dict:
     row.update(
         preset=spec.preset, run_id=spec.run_id, model=spec.model, task=spec.task, method=spec.method,
         method_config=json.dumps(spec.method_config, sort_keys=True), seed=spec.seed, lr=cfg.lr,
-        epochs=cfg.epochs, batch_size=cfg.batch_size * cfg.grad_accum, recipe=spec.recipe, label=spec.display,
+        epochs=cfg.epochs, batch_size=cfg.batch_size * cfg.grad_accum, recipe=spec.recipe, loss=cfg.loss,
+        select=cfg.select, label=spec.display,
         paper_table=spec.paper_table, paper_version=spec.paper_version, paper_method=spec.paper_method,
         paper_params=spec.paper_params,
     )

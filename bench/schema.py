@@ -8,6 +8,8 @@ from __future__ import annotations
 COLUMNS = [
     "preset", "run_id", "model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size",
     "recipe",            # paper | script | own: which recipe variant the run used
+    "loss",              # token_mean | sentence_sum: the training loss's reduction (TrainConfig.loss)
+    "select",            # best | final: the state the run kept, best dev epoch or last (TrainConfig.select)
     "label",             # the table row as displayed, e.g. "LoRA (r=8)", "Adapter^P (b=16)"
     "paper_table",       # "lora/Table 2", "prefix-tuning/Table 1", ... or "" when no paper row corresponds
     "paper_version",     # arxiv-v1 | acl-2021 | arxiv-v2 (the version of the paper table the preset targets)
@@ -20,6 +22,10 @@ COLUMNS = [
     "train_seconds", "train_examples_per_s", "train_tokens_per_s", "eval_seconds", "peak_mem_mb",
     "device", "torch_version", "transformers_version", "git_commit", "created_at",
 ]
+
+# Columns added after result files were first written: a file without them reads them as these values (the
+# only behaviour the runner had before they existed).
+LATER_COLUMNS = {"loss": "token_mean", "select": "best"}
 
 NUMERIC = [
     "seed", "lr", "epochs", "batch_size", "value", "best_epoch", "params_trained", "params_stored", "params_head",

@@ -77,11 +77,12 @@ def test_e2e_malformed_csv_errors(tmp_path, text, message):
 # ------------------------------------------------------------------------------------------- WebNLG
 def test_webnlg_train_files_in_triple_count_order_and_good_lex_only():
     train = load_split("webnlg", "train", FIX)
+    # ' | ' before every triple, the first one too, as Prefix-Tuning's WebNLG loader writes it
     assert [ex.source for ex in train] == [
-        "Fenwick_Airport : cityServed : Fenwick,_Ontario",
-        "Fenwick_Airport : elevationAboveTheSeaLevel_(in_metres) : 12",
-        "Plum_Cake : country : Ruritania | Plum_Cake : ingredient : Plum",
-        "A : b : C",  # 10triples after 2triples: numeric, not lexical, order
+        " | Fenwick_Airport : cityServed : Fenwick,_Ontario",
+        " | Fenwick_Airport : elevationAboveTheSeaLevel_(in_metres) : 12",
+        " | Plum_Cake : country : Ruritania | Plum_Cake : ingredient : Plum",
+        " | A : b : C",  # 10triples after 2triples: numeric, not lexical, order
     ]
     assert train[0].references == ("Fenwick Airport serves Fenwick, Ontario.",)  # the toFix lex is not trained on
     assert all(ex.seen is True for ex in train) and [ex.idx for ex in train] == [0, 1, 2, 3]
@@ -92,7 +93,7 @@ def test_webnlg_dev_keeps_every_lex_and_test_marks_seen_categories():
     assert dev[0].references == ("Lowtown is in Ruritania.", "lowtown ruritania")
     test = load_split("webnlg", "test", FIX)
     assert [(ex.category, ex.seen) for ex in test] == [("Airport", True), ("Artist", False), ("Politician", False)]
-    assert test[2].source == "Tom_Reed : party : Green_Party & Allies"  # XML entities decoded
+    assert test[2].source == " | Tom_Reed : party : Green_Party & Allies"  # XML entities decoded
     assert test[2].references == ("Tom Reed belongs to the Green Party & Allies.",)
 
 
@@ -153,10 +154,22 @@ def test_webnlg_hub_train_rows_keep_good_lex_only():
     rows = [{"category": "Airport", "modified_triple_sets": {"mtriple_set": [["A_b | c | D"]]},
              "lex": {"comment": ["good", "toFix"], "text": ["A b c D.", "a b"]}}]
     (ex,) = examples_from_hub_rows("webnlg", "train", rows)
-    assert ex.references == ("A b c D.",) and ex.source == "A_b : c : D" and ex.seen is True
+    assert ex.references == ("A b c D.",) and ex.source == " | A_b : c : D" and ex.seen is True
 
 
 # --------------------------------------------------------------------------------------------- DART
+def test_linearise_triples_leading_separator_is_prefix_tunings_webnlg_string():
+    triples = [("Alan_Bean", "nationality", "United_States"), ("Alan_Bean", "birthPlace", "Wheeler,_Texas")]
+    # the released loop: temp_triples = ''; for each triple: temp_triples += ' | ' + '{} : {} : {}'
+    released = ""
+    for s, p, o in triples:
+        released += " | "
+        released += "{} : {} : {}".format(s, p, o)
+    assert linearise_triples(triples, lead_separator=True) == released == (
+        " | Alan_Bean : nationality : United_States | Alan_Bean : birthPlace : Wheeler,_Texas")
+    assert linearise_triples(triples) == released[3:]
+
+
 def test_linearise_triples_lowercases_dart_properties_only():
     triples = [("Oak Hall", "LOCATION", "Riverton"), ("Oak_Hall", "openedIn", "1921")]
     assert linearise_triples(triples) == "Oak Hall : LOCATION : Riverton | Oak_Hall : openedIn : 1921"

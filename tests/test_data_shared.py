@@ -64,8 +64,9 @@ def test_webnlg_dev_matches_the_prefix_tuning_dev_json(shared_data):
     assert len(dev) == len(entries)
     for i, (ex, entry) in enumerate(zip(dev, entries)):
         e = entry[str(i + 1)]
-        assert ex.source == " | ".join(f"{t['subject']} : {t['property']} : {t['object']}"
-                                       for t in e["modifiedtripleset"])
+        # LineByLineWebNLGTextDataset: ' | ' before every triple, the first one too
+        assert ex.source == "".join(f" | {t['subject']} : {t['property']} : {t['object']}"
+                                    for t in e["modifiedtripleset"])
         assert ex.references == tuple(lex["lex"] for lex in e["lexicalisations"])
         assert ex.category == e["category"]
 
@@ -91,3 +92,22 @@ def test_data_command_prints_the_sources_md_counts(shared_data, capsys):
     out = capsys.readouterr().out
     assert "train  missing: looked for" in out
     assert "547 inputs, 4,672 references" in out and "630 inputs, 4,693 references" in out
+
+
+def test_webnlg_train_sources_are_the_released_strings(shared_data):
+    """Real train entries, read from the challenge XML by hand: the source is Prefix-Tuning's temp_triples."""
+    import xml.etree.ElementTree as ET
+
+    root = shared_data / "webnlg_challenge_2017" / "train"
+    first = sorted((root / "1triples").glob("*.xml"))[0]
+    entries = list(ET.parse(first).getroot().iter("entry"))
+    train = load_split("webnlg", "train", shared_data)
+    for ex, entry in zip(train, entries[:20]):
+        released = ""
+        for m in entry.find("modifiedtripleset").findall("mtriple"):
+            subj, rela, obj = [part.strip() for part in m.text.split(" | ")]
+            released += " | "
+            released += "{} : {} : {}".format(subj, rela, obj)
+        assert ex.source == released and ex.source.startswith(" | ")
+    two = next(ex for ex in train if ex.source.count(" | ") == 2)
+    assert two.source.startswith(" | ") and " : " in two.source.split(" | ")[2]

@@ -17,6 +17,9 @@ def recipe_text(spec, labels: dict[str, str]) -> str:
         parts.append(f"train {c.max_train_examples} ex")
     if c.dropout is not None:
         parts.append(f"dropout {c.dropout:g}")
+    if c.loss != "token_mean":
+        parts.append(f"loss {c.loss}")
+    parts.append("keep final epoch" if c.select == "final" else "keep best dev epoch")
     if spec.decoding:
         parts.append("decoding " + ",".join(f"{k}={v}" for k, v in sorted(spec.decoding.items())))
     if spec.init_from:

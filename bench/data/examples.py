@@ -39,7 +39,7 @@ class ClassificationExample:
 
 @dataclass(frozen=True)
 class GenerationExample:
-    source: str                      # linearised input (recipes.md §3), without separator
+    source: str                      # linearised input (recipes.md §3), without the source/target separator
     references: tuple[str, ...]      # every reference text of this input, in file order
     category: str | None             # WebNLG / DART category (None for E2E)
     seen: bool | None                # WebNLG: category among the 10 training categories; None elsewhere
@@ -101,14 +101,22 @@ def linearise_mr(mr: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ triples
-def linearise_triples(triples: Sequence[Sequence[str]], *, lowercase_property: bool = False) -> str:
-    """[(s, p, o), ...] -> `s : p : o | s2 : p2 : o2`. Entities are kept verbatim (WebNLG keeps its
-    underscores, as the Prefix-Tuning and LoRA preprocessing do); DART lower-cases the property
-    (`lowercase_property=True`), as both codebases do."""
+WEBNLG_TRIPLE_LEAD = " | "   # Prefix-Tuning's WebNLG loader writes this before every triple, the first one too
+
+
+def linearise_triples(triples: Sequence[Sequence[str]], *, lowercase_property: bool = False,
+                      lead_separator: bool = False) -> str:
+    """[(s, p, o), ...] -> `s : p : o | s2 : p2 : o2`; with `lead_separator`, ` | s : p : o | s2 : p2 : o2`
+    (` | ` before every triple, the first one too, leading space included), as Prefix-Tuning's WebNLG loader
+    builds it (`temp_triples += ' | '` then the triple, for each triple). Entities are kept verbatim (WebNLG
+    keeps its underscores, as the Prefix-Tuning and LoRA preprocessing do); DART lower-cases the property
+    (`lowercase_property=True`) and has no leading separator, as both codebases do."""
     parts = []
     for triple in triples:
         s, p, o = triple
         parts.append(f"{s} : {p.lower() if lowercase_property else p} : {o}")
+    if lead_separator:
+        return "".join(WEBNLG_TRIPLE_LEAD + part for part in parts)
     return " | ".join(parts)
 
 

@@ -126,7 +126,8 @@ def read_benchmark_xml(path: Path, *, split: str, webnlg: bool) -> list[Generati
     """Entries of a WebNLG-format `<benchmark>` file (WebNLG 2017 or the DART XML release).
 
     WebNLG train keeps only lexicalisations marked comment="good" (as the Prefix-Tuning and LoRA training
-    data do); dev and test keep every lexicalisation. An entry without triples, a triple that is not
+    data do); dev and test keep every lexicalisation. WebNLG sources carry ` | ` before every triple, the first
+    one too (Prefix-Tuning's LineByLineWebNLGTextDataset); DART sources do not (its loaders join with ` | `). An entry without triples, a triple that is not
     `subject | property | object`, or a dev/test entry without lexicalisation is an error naming the entry.
     """
     root = _parse_xml(path)
@@ -153,7 +154,7 @@ def read_benchmark_xml(path: Path, *, split: str, webnlg: bool) -> list[Generati
         if split != "train" and not refs:
             raise DataError(f"{where}: expected at least one <lex> reference in a {split} file")
         out.append(GenerationExample(
-            source=linearise_triples(triples, lowercase_property=not webnlg),
+            source=linearise_triples(triples, lowercase_property=not webnlg, lead_separator=webnlg),
             references=refs,
             category=category if webnlg else None,
             seen=(category in WEBNLG_SEEN) if webnlg else None,
@@ -207,8 +208,8 @@ def webnlg_from_rows(rows: Iterable[Mapping[str, Any]], split: str, *, source: s
             if key in seen_keys:
                 continue  # the same entry again, from testdata_unseen_with_lex
             seen_keys.add(key)
-        out.append(GenerationExample(source=linearise_triples(triples), references=refs, category=category,
-                                     seen=category in WEBNLG_SEEN, idx=len(out)))
+        out.append(GenerationExample(source=linearise_triples(triples, lead_separator=True), references=refs,
+                                     category=category, seen=category in WEBNLG_SEEN, idx=len(out)))
     return out
 
 

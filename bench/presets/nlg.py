@@ -1,7 +1,21 @@
 """NLG presets of Prefix-Tuning Table 1 (arXiv v1): GPT-2 Medium and Large on E2E, WebNLG, DART.
 
-Source: shared/reference/recipes.md section 3. AdamW, linear schedule, no warmup, weight decay 0; selection on
-dev; decoding from the task (beam 5, <= 100 new tokens, min 5, newlines banned). Mean of 3 seeds.
+Source: shared/reference/recipes.md section 3 (AdamW, linear schedule, no warmup, weight decay 0; the
+hyperparameter table, which the released README commands agree with). Two variants, each row labelled:
+
+* recipe "script" (`nlg-gpt2-medium`, `nlg-gpt2-large`): as XiangLi1999/PrefixTuning's gpt2/train_e2e.py and
+  gen.py ran it. Prefix rows train on the script's default objective (`--objective_mode 1`: each sentence's
+  summed token losses, averaged over the batch); the fine-tuning, top-2 and adapter rows on the plain token mean
+  (the fork's `finetune_mode` branch). Every row keeps its final state (the script saves the last checkpoint;
+  its dev pass every 5,000 steps only logged the dev loss), so dev is decoded once, at the end. Decoding as
+  run_generation.py called `generate`: beam 5, at most 100 new tokens, no minimum (its `min_length=5` counted
+  the source and never bound; the fine-tuning branch passed none), exactly the tokens "\\n" and "\\n\\n" banned
+  (`bad_words_ids=[[628], [198]]`). Prefix rows run with every GPT-2 dropout off (`--use_dropout no`, prefix
+  dropout 0).
+* recipe "own" (`nlg-gpt2-medium-own`, `nlg-gpt2-large-own`): the same table with our choices: the token-mean
+  loss for every method, the best epoch on dev BLEU, at least 5 new tokens, every newline-bearing token banned.
+
+Mean of 3 seeds.
 """
 from __future__ import annotations
 
@@ -29,8 +43,29 @@ ROWS = {
 }
 PREFIX_LENGTH = {"e2e": 5, "webnlg": 5, "dart": 10}
 
+# run_generation.py's beam call (gen.py passes --length 100): max_length = 100 + source length, min_length=5
+# counting the source (never binds), bad_words_ids=[[628], [198]] (GPT-2's "\n\n" and "\n"), num_beams=5,
+# length penalty and early stopping from the config (1.0, False). The task's Decoding gives beam 5, 100 tokens
+# and length penalty 1; these override the rest.
+SCRIPT_DECODING = {"min_new_tokens": 0, "ban_newlines": False, "banned_tokens": ("\n", "\n\n")}
+# The loss each row's tuning mode gets in the released code (modeling_gpt2.py: prefix tuning reads
+# config._objective_mode, fine-tuning / top-k / adapters take CrossEntropyLoss()'s token mean).
+SCRIPT_LOSS = {"prefix": "sentence_sum"}
 
-def _rows(model: str, names: tuple[str, ...], *, large: bool) -> list[RunSpec]:
+VARIANTS = ("script", "own")
+
+
+def _train(method: str, lr: float, epochs: int, batch: int, recipe: str) -> TrainConfig:
+    cfg = TrainConfig(lr=lr, epochs=epochs, batch_size=batch, max_length=MAX_LENGTH, eval_batch_size=32,
+                      dropout=0.0 if method == "prefix" else None)
+    if recipe == "script":
+        cfg = replace(cfg, loss=SCRIPT_LOSS.get(method, "token_mean"), select="final", eval_every_epoch=False)
+    return cfg
+
+
+def _rows(model: str, names: tuple[str, ...], *, large: bool, recipe: str) -> list[RunSpec]:
+    if recipe not in VARIANTS:
+        raise ValueError(f"NLG recipe {recipe!r}: expected one of {', '.join(VARIANTS)}")
     out: list[RunSpec] = []
     for name in names:
         label, paper_method, params, method, config, table = ROWS[name]
@@ -38,22 +73,23 @@ def _rows(model: str, names: tuple[str, ...], *, large: bool) -> list[RunSpec]:
             paper_method = "PREFIX"
         for task in TASKS:
             lr, epochs, batch = table[task]
-            cfg = TrainConfig(lr=lr, epochs=epochs, batch_size=batch, max_length=MAX_LENGTH, eval_batch_size=32,
-                              dropout=0.0 if method == "prefix" else None)
             method_config = dict(config)
             if method == "prefix":
                 method_config["length"] = PREFIX_LENGTH[task]
-            spec = RunSpec(model=model, task=task, method=method, method_config=method_config, train=cfg,
-                           label=label, paper_method=paper_method, paper_params=params, recipe="paper", **TABLE)
+            spec = RunSpec(model=model, task=task, method=method, method_config=method_config,
+                           train=_train(method, lr, epochs, batch, recipe),
+                           decoding=dict(SCRIPT_DECODING) if recipe == "script" else {},
+                           label=label, paper_method=paper_method, paper_params=params, recipe=recipe, **TABLE)
             out += [replace(spec, seed=s) for s in SEEDS]
     return out
 
 
-def nlg_gpt2_medium() -> list[RunSpec]:
+def nlg_gpt2_medium(recipe: str = "script") -> list[RunSpec]:
     """GPT-2 Medium: FT, FT-top2, Adapter 3% / 0.1%, Prefix on E2E, WebNLG, DART; 3 seeds."""
-    return _rows("gpt2-medium", ("ft", "ft-top2", "adapter-3", "adapter-0.1", "prefix"), large=False)
+    return _rows("gpt2-medium", ("ft", "ft-top2", "adapter-3", "adapter-0.1", "prefix"), large=False,
+                 recipe=recipe)
 
 
-def nlg_gpt2_large() -> list[RunSpec]:
+def nlg_gpt2_large(recipe: str = "script") -> list[RunSpec]:
     """GPT-2 Large: FT and Prefix only (as in the table); 3 seeds."""
-    return _rows("gpt2-large", ("ft", "prefix"), large=True)
+    return _rows("gpt2-large", ("ft", "prefix"), large=True, recipe=recipe)

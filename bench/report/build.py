@@ -117,6 +117,29 @@ def _distinct(grid: Grid, column: str) -> str:
     return ", ".join(values) if values else "(not recorded)"
 
 
+SELECT_TEXT = {"best": "the best epoch on the dev set by the task's selection metric",
+               "final": "the final epoch's state (no selection, as the Prefix-Tuning script saved it)"}
+LOSS_TEXT = {"token_mean": "token mean", "sentence_sum": "each sentence's summed token losses averaged over the batch"}
+
+
+def _training_variants(grid: Grid) -> list[str]:
+    """One line per recipe: which state its runs kept and which loss trained them, naming the rows of each."""
+    by_recipe: dict[str, dict[tuple[str, str], set[str]]] = {}
+    for r in grid.runs:
+        key = (r.text.get("select", "") or "best", r.text.get("loss", "") or "token_mean")
+        by_recipe.setdefault(r.text.get("recipe", "") or "(not recorded)", {}).setdefault(key, set()).add(
+            r.text.get("label", "") or r.text.get("method", ""))
+    lines = []
+    for recipe, variants in sorted(by_recipe.items()):
+        parts = []
+        for (select, loss), labels in sorted(variants.items()):
+            rows = f" ({', '.join(sorted(labels))})" if len(variants) > 1 else ""
+            parts.append(f"kept {SELECT_TEXT.get(select, select)}, loss {LOSS_TEXT.get(loss, loss)}{rows}")
+        lines.append(f"- recipe `{recipe}`: " + "; ".join(parts) + ".")
+    return ["- training variants (chosen by the runner, `select` / `loss` / `best_epoch` in the CSV; the report "
+            "does no selection of its own):", *[f"  {line}" for line in lines]]
+
+
 def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, paper: list[PaperRow], tables,
                    records, figures: list[Path], n_logs: int, runs_dir: Path) -> str:
     lines = [f"# Report: preset `{preset}`", "",
@@ -143,8 +166,7 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
     lines += ["## Protocol", "",
               f"- seeds: {_seeds(grid)} ({len(grid.seeds)} per configuration); a cell with fewer complete seeds "
               f"is marked `[k/{len(grid.seeds)} seeds]`, failed runs are counted (`[n failed]`), never averaged.",
-              "- selection: each run's checkpoint is its best epoch on the dev set by the task's selection metric, "
-              "chosen by the runner (`best_epoch` in the CSV); the report does no selection of its own.",
+              *_training_variants(grid),
               "- aggregation: GLUE tasks median over seeds (LoRA Table 2), generation and other tasks mean over "
               "seeds (LoRA's GPT-2 tables); \u00b1 is the sample standard deviation over seeds.",
               "- scorers: the values are those the runner computed with the suite's scorers (GLUE: accuracy, "

@@ -1,0 +1,33 @@
+"""The report says which training variant (kept state, loss) every recipe's rows used."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from bench.report.build import _training_variants
+from bench.report.load import read_results
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(recipe, label, select, loss):
+    return SimpleNamespace(text={"recipe": recipe, "label": label, "select": select, "loss": loss, "method": "m"})
+
+
+def test_protocol_lines_name_each_recipes_selection_and_loss():
+    grid = SimpleNamespace(runs=[_run("script", "FT", "final", "token_mean"),
+                                 _run("script", "Prefix (0.1%)", "final", "sentence_sum"),
+                                 _run("own", "FT", "best", "token_mean"),
+                                 _run("own", "Prefix (0.1%)", "best", "token_mean")])
+    lines = _training_variants(grid)
+    own = next(line for line in lines if "recipe `own`" in line)
+    script = next(line for line in lines if "recipe `script`" in line)
+    assert "best epoch on the dev set" in own and "token mean" in own and "(" not in own.split(":", 1)[1]
+    assert script.count("final epoch's state") == 2
+    assert "summed token losses averaged over the batch (Prefix (0.1%))" in script
+    assert "token mean (FT)" in script
+
+
+def test_result_files_written_before_the_variant_columns_read_as_best_and_token_mean():
+    rows = read_results(REPO / "results" / "minilm-glue.csv")
+    assert rows and {(r.text["select"], r.text["loss"]) for r in rows} == {("best", "token_mean")}
