@@ -1,48 +1,72 @@
-# peft-bench. `make install` then `make test` on a fresh machine.
+# peft-bench. On a fresh clone the first command is the job itself: `make glue-roberta-base` or `make test`
+# install what they need first (into $(VENV)); `make install` does only that.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PEFT_BENCH := $(VENV)/bin/peft-bench
-DATA_DIR ?= ../shared/data
+INSTALLED := $(VENV)/.installed
+# Datasets and models come from the Hugging Face Hub unless these name local copies (docs/data.md).
+DATA_DIR ?=
 MODEL_DIR ?=
 GRID_ARGS ?=
+# The development copy of the datasets that the offline targets (minilm-glue, perf) read.
+DEV_DATA ?= ../shared/data
+# torch (the tested 2.13.0): TORCH=default installs it from PyPI, which on Linux x86_64 is the CUDA 13 build (a
+# 527 MB wheel plus the cuda-toolkit / nvidia-cudnn-cu13 / nccl / triton wheels it requires, several GB);
+# TORCH=cpu installs the CPU build from download.pytorch.org/whl/cpu. A torch already in the venv is kept.
+TORCH ?= default
+TORCH_SPEC := torch==2.13.0
 
-.PHONY: install test smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
+.PHONY: install dev-data test test-hub smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned to a CPU-capable release: a bare `pip install torch` would pull a multi-GB CUDA build.
-# On a GPU machine install the torch build for your CUDA first; the range in pyproject.toml then keeps it.
-install: $(PY)
+$(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.4,<2.15" --index-url https://download.pytorch.org/whl/cpu
+	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already in $(VENV): kept"; \
+	elif [ "$(TORCH)" = cpu ]; then $(PY) -m pip install -q "$(TORCH_SPEC)" --index-url https://download.pytorch.org/whl/cpu; \
+	else $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PY) -m pip install -q -e ".[test,minilm]"
+	@touch $@
 
-# pytest exits 5 when it collects no tests: that is a failure here, said in words.
-test:
-	@$(PY) -m pytest -q -n 2 tests; rc=$$?; \
+install: $(INSTALLED)
+
+# pytest exits 5 when it collects no tests: that is a failure here, said in words. The end-to-end tests through
+# the local Hub mirror (marker `hub`, minutes) run in `make test-hub` (and in .ci/run).
+test: $(INSTALLED)
+	@$(PY) -m pytest -q -n 2 -m "not hub" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
-smoke:
+test-hub: $(INSTALLED)
+	@$(PY) -m pytest -q -n 0 -m hub tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-hub: pytest collected no tests" >&2; fi; exit $$rc
+
+smoke: $(INSTALLED)
 	$(PEFT_BENCH) grid smoke
 	$(PEFT_BENCH) collect smoke
 	$(PEFT_BENCH) report smoke
 
-# One torch thread: on 2 shared cores two threads ran 5x slower (docs/runner.md).
-minilm-glue:
-	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --data-dir $(DATA_DIR) $(GRID_ARGS)
-	$(PEFT_BENCH) collect minilm-glue
-	$(PEFT_BENCH) report minilm-glue
-
-glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium nlg-gpt2-large:
+# The paper grids: preflight (every dataset split and model resolvable, else one line each and exit 2), runs,
+# then collect + report. Datasets and models from the Hub unless DATA_DIR / MODEL_DIR are set.
+glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium nlg-gpt2-large: $(INSTALLED)
 	$(PEFT_BENCH) grid $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(GRID_ARGS)
 	$(PEFT_BENCH) collect $@
 	$(PEFT_BENCH) report $@
 
-perf:
-	$(PEFT_BENCH) perf $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --out reports/perf/perf.json
+# Offline targets that read the development copy of the datasets ($(DEV_DATA)); set DEV_DATA to another copy.
+dev-data:
+	@[ -d "$(DEV_DATA)" ] || { echo "make: this target reads the development copy of the datasets, DEV_DATA=$(DEV_DATA), which is not a directory; set DEV_DATA=<folder of release files> (docs/data.md)" >&2; exit 2; }
+
+# One torch thread: on 2 shared cores two threads ran 5x slower (docs/runner.md).
+minilm-glue: $(INSTALLED) dev-data
+	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --data-dir $(DEV_DATA) $(GRID_ARGS)
+	$(PEFT_BENCH) collect minilm-glue
+	$(PEFT_BENCH) report minilm-glue
+
+perf: $(INSTALLED) dev-data
+	$(PEFT_BENCH) perf --data-dir $(DEV_DATA) --out reports/perf/perf.json
 
 clean:
 	rm -rf .pytest_cache build *.egg-info

@@ -148,19 +148,38 @@ def _auto_class(info: ModelInfo, kind: str):
     return transformers.AutoModelForSequenceClassification
 
 
-def _check_architecture(info: ModelInfo, config) -> None:
-    """A local copy must be the architecture the name promises (the counts and the papers depend on it)."""
-    if config.model_type != info.config["model_type"]:
-        raise ConfigError(
-            f"model {info.name}: loaded config has model_type={config.model_type}, the registry expects "
-            f"{info.config['model_type']}"
-        )
+# Tokenizer files per family: alternatives, "a+b" meaning both files (what from_pretrained needs to build it).
+TOKENIZER_FILES = {
+    "roberta": ("tokenizer.json", "vocab.json+merges.txt"),
+    "gpt2": ("tokenizer.json", "vocab.json+merges.txt"),
+    "bert": ("tokenizer.json", "vocab.txt"),
+    "deberta-v2": ("tokenizer.json", "spm.model"),
+}
+
+
+def tokenizer_files(family: str) -> tuple[str, ...]:
+    return TOKENIZER_FILES[family]
+
+
+def architecture_mismatch(info: ModelInfo, config) -> str | None:
+    """How a loaded config (object or config.json dict) differs from the registry's numbers; None if it fits."""
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    if get("model_type") != info.config["model_type"]:
+        return f"model_type={get('model_type')}, the registry expects {info.config['model_type']}"
     for key, expected in info.config.items():
         if key.endswith("_token_id") or not isinstance(expected, int) or isinstance(expected, bool):
             continue
-        got = getattr(config, key, expected)
+        got = get(key, expected)
         if got != expected:
-            raise ConfigError(f"model {info.name}: loaded config has {key}={got}, the registry expects {expected}")
+            return f"{key}={got}, the registry expects {expected}"
+    return None
+
+
+def _check_architecture(info: ModelInfo, config) -> None:
+    """A local copy must be the architecture the name promises (the counts and the papers depend on it)."""
+    wrong = architecture_mismatch(info, config)
+    if wrong:
+        raise ConfigError(f"model {info.name}: loaded config has {wrong}")
 
 
 def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Path | None = None):

@@ -22,3 +22,67 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"no shared data at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# -- the local Hub mirror ---------------------------------------------------------------------------------------
+class HubMirror:
+    """A running local Hub (tests/hub/): `endpoint` (http://127.0.0.1:PORT), `root` (the git repositories),
+    `sources` ((task, split) -> the release files that split was built from, with the matching --data-dir).
+
+    `env(hf_home)` is the environment a subprocess needs to use it: HF_ENDPOINT and an empty HF_HOME, nothing else
+    (the Hub clients read them at import, so in-process code cannot be pointed at the mirror afterwards).
+    """
+
+    def __init__(self, endpoint: str, root: Path, sources: dict):
+        self.endpoint, self.root, self.sources = endpoint, root, sources
+
+    def env(self, hf_home: Path) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(HF_ENDPOINT=self.endpoint, HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1")
+        return env
+
+
+@pytest.fixture(scope="session")
+def hub_mirror(tmp_path_factory):
+    """One local Hub per test session: the dataset repositories of the eleven tasks (nyu-mll/glue,
+    tuetschek/e2e_nlg, webnlg-challenge/web_nlg, Yale-LILY/dart) laid out as on the Hub and filled from
+    ../shared/data where present, else from the fixtures; the test models peft-bench-test/tiny-roberta and
+    tiny-gpt2; the paper models' config and tokenizer files. Served by olah on 127.0.0.1 (tests/hub/server.py).
+    Skips when olah is not installed. Use `hub_mirror.env(tmp_path)` for a subprocess's environment."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("olah")
+    from filelock import FileLock
+
+    from tests.hub.layouts import split_sources
+    from tests.hub.repos import build_mirror
+    from tests.hub.server import free_port
+
+    sources = [SHARED_DATA, FIXTURES / "data", FIXTURES / "hub", REPO / "bench" / "fixtures" / "smoke"]
+    shared = tmp_path_factory.getbasetemp().parent / "hub-mirror"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "done").is_file():
+            build_mirror(shared / "repos", sources)
+            (shared / "done").write_text("ok")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("hub-server") / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "tests.hub.server", "--mirrors", str(shared / "repos"),
+                               "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/api/datasets/nyu-mll/glue/revision/main", timeout=5):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"the Hub mirror did not start (log: {log.name})") from None
+            time.sleep(0.5)
+    yield HubMirror(endpoint, shared / "repos", split_sources(sources))
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()

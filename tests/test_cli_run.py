@@ -38,8 +38,10 @@ def test_data_dir_without_the_files_stops_before_training(tmp_path, capsys):
     empty.mkdir()
     code = main(["grid", "smoke", "--tasks", "sst2", "--data-dir", str(empty), "--results-dir", str(tmp_path)])
     assert code == 2
-    line = _err_line(capsys)
-    assert "sst2" in line and "no local file" in line
+    head, *lines = capsys.readouterr().err.strip().splitlines()
+    assert "preflight: 2 of the grid's datasets/models cannot be had" in head
+    assert [line.split(":")[0].strip() for line in lines] == ["task sst2, split dev", "task sst2, split train"]
+    assert all("no local file" in line and str(empty) in line for line in lines)
     assert not (tmp_path / "runs").exists()
 
 

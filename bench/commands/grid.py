@@ -34,13 +34,15 @@ def data_dir_of(args, preset):
 
 def run(args) -> int:
     from bench.grid import parse_shard, pending, plan, run_local, shard, validate
+    from bench.preflight import check_resources
     from bench.presets import get_preset
 
     preset = get_preset(args.preset)
     i, n = parse_shard(args.shard)
     specs = shard(plan(args.preset, **selection(args)), i, n)
     data_dir = data_dir_of(args, preset)
-    validate(specs, data_dir=data_dir, model_dir=args.model_dir)
+    validate(specs)
+    check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight.py: before any run
     todo = pending(specs, args.results_dir)
     print(f"{args.preset}: {len(specs)} runs in this shard, {len(specs) - len(todo)} done, {len(todo)} to run")
     if args.executor == "slurm":

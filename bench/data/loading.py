@@ -36,27 +36,11 @@ def examples_from_hub_rows(task: str | Task, split: str, rows: Iterable[Mapping[
     return format_of(task).from_rows(task, split, rows, source)
 
 
-def load_hub_split(task: str | Task, split: str) -> list[Example]:
-    task = get_task(task)
-    task.check_split(split)
-    import datasets  # imported here: `peft-bench data --data-dir` and `ls` do not need it
-
-    try:
-        ds = datasets.load_dataset(task.hub_id, task.hub_config, split=task.hub_split(split),
-                                   revision=task.hub_revision)
-    except Exception as exc:  # network, missing repo, auth: all reported the same way
-        raise DataError(
-            f"task {task.name}, split {split}: could not load {task.hub_id} "
-            f"(config {task.hub_config or 'default'}, revision {task.hub_revision or 'main'}, "
-            f"split {task.hub_split(split)}) from the Hub: {type(exc).__name__}: {exc}. "
-            f"Offline? Pass --data-dir with a local copy of the release files (see docs/data.md)."
-        ) from None
-    return examples_from_hub_rows(task, split, ds)
-
-
 def load_split(task: str | Task, split: str, data_dir: str | Path | None = None) -> list[Example]:
     """All examples of one split: ClassificationExample for GLUE, GenerationExample (one per input, with
     every reference) for E2E, WebNLG and DART. `data_dir`: local release files; None: the Hub."""
     if data_dir is None:
+        from bench.data.hub import load_hub_split
+
         return load_hub_split(task, split)
     return load_local_split(task, split, data_dir)

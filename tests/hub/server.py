@@ -1,0 +1,140 @@
+"""Serve a folder of mirror repositories as the Hub on 127.0.0.1 with olah (offline, `mirrors-path`).
+
+Repository info without a revision (`/api/models/ORG/NAME`) makes olah ask upstream for the latest commit; the
+front answers it from `main`, as the Hub does. olah's routes take a revision as one path segment, so `refs%2Fconvert%2Fparquet` (how huggingface_hub sends
+`refs/convert/parquet`) matches no route. `ResolveRevisions` sits in front of olah and rewrites such a revision
+to the commit it names in the mirror's git repository; a revision the repository lacks gets the Hub's answer
+(404, X-Error-Code: RevisionNotFound).
+
+    python -m tests.hub.server --mirrors DIR --port-file FILE     # prints nothing; FILE gets the port
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+_KEYWORDS = ("revision", "tree", "paths-info", "resolve", "commits", "refs")
+
+
+class ResolveRevisions:
+    """ASGI middleware: a slash-encoded revision segment becomes its commit sha."""
+
+    def __init__(self, app, mirrors: Path):
+        self.app, self.mirrors, self.cache = app, mirrors, {}
+
+    def _repo_dir(self, parts: list[str], k: int) -> Path | None:
+        head = parts[:k]
+        if head[:1] == ["api"]:
+            head = head[1:]
+        if len(head) == 3 and head[0] in ("datasets", "models", "spaces"):
+            return self.mirrors / head[0] / head[1] / head[2]
+        if len(head) == 2:
+            return self.mirrors / "models" / head[0] / head[1]
+        return None
+
+    def _sha(self, repo: Path, rev: str) -> str | None:
+        key = (repo, rev)
+        if key not in self.cache:
+            out = subprocess.run(["git", "--git-dir", str(repo), "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"],
+                                 capture_output=True, text=True)
+            self.cache[key] = out.stdout.strip() if out.returncode == 0 else None
+        return self.cache[key]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or quote(scope["path"]).encode()
+            parts = raw.decode("latin-1").split("?")[0].lstrip("/").split("/")
+            if len(parts) == 4 and parts[0] == "api" and (self.mirrors / parts[1] / parts[2] / parts[3]).is_dir():
+                # repo info without a revision: olah asks upstream for the latest commit; the Hub gives main's
+                new_raw = "/" + "/".join(parts + ["revision", "main"])
+                scope = {**scope, "raw_path": new_raw.encode("latin-1"), "path": new_raw}
+            for k, part in enumerate(parts[:-1]):
+                nxt = parts[k + 1]
+                if part in _KEYWORDS and "%2f" in nxt.lower():
+                    repo = self._repo_dir(parts, k)
+                    if repo is None or not repo.is_dir():
+                        break  # olah answers for a repository it does not have
+                    sha = self._sha(repo, unquote(nxt))
+                    if sha is None:  # as the Hub answers a missing revision of an existing repository
+                        from olah.errors import error_revision_not_found
+
+                        await error_revision_not_found(unquote(nxt))(scope, receive, send)
+                        return
+                    parts[k + 1] = sha
+                    new_raw = "/" + "/".join(parts)
+                    scope = {**scope, "raw_path": new_raw.encode("latin-1"), "path": unquote(new_raw)}
+                    break
+        ranged = scope["type"] == "http" and "/resolve/" in scope["path"] and any(
+            k == b"range" for k, _ in scope.get("headers", []))
+        if ranged:
+            await self._ranged(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _ranged(self, scope, receive, send):
+        """Answer a byte-range GET with 206 and the range (the Hub does; olah's mirror routes send the whole
+        file): HfFileSystem reads a parquet footer this way."""
+        spec = dict(scope["headers"])[b"range"].decode()
+        start_text, _, end_text = spec.removeprefix("bytes=").partition("-")
+        status, headers, chunks = 200, [], []
+
+        async def collect(message):
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status, headers = message["status"], message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, collect)
+        body = b"".join(chunks)
+        if status == 200 and scope["method"] == "GET":
+            size = len(body)
+            if start_text:
+                start, end = int(start_text), min(int(end_text) if end_text else size - 1, size - 1)
+            else:  # bytes=-N: the last N bytes
+                start, end = max(size - int(end_text), 0), size - 1
+            body, status = body[start:end + 1], 206
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers += [(b"content-range", f"bytes {start}-{end}/{size}".encode()),
+                        (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mirrors", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    mirrors = Path(args.mirrors).resolve()
+    work = Path(tempfile.mkdtemp(prefix="olah-"))
+    config = work / "olah.toml"
+    config.write_text(
+        "[basic]\n"
+        f'host = "127.0.0.1"\nport = {args.port}\n'
+        f'repos-path = "{work / "repos"}"\n'
+        f'mirrors-path = ["{mirrors}"]\n'
+        f'mirror-netloc = "127.0.0.1:{args.port}"\nmirror-lfs-netloc = "127.0.0.1:{args.port}"\n'
+        "[accessibility]\noffline = true\n"
+    )
+    os.environ["OLAH_CONFIG"] = str(config)
+    os.environ.setdefault("OLAH_LOG_PATH", str(work / "logs"))
+    import uvicorn
+    from olah.server import app  # reads OLAH_CONFIG on import
+
+    uvicorn.run(ResolveRevisions(app, mirrors), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
