@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from bench.report.load import Row
 from bench.report.units import convert
 
-SETTINGS = ("model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size", "recipe")
+SETTINGS = ("model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size", "grad_accum",
+            "recipe")
 CENTERS = ("median", "mean")
 
 
@@ -190,8 +191,14 @@ def row_key(run: Run, variant: str = "") -> RowKey:
 def _variant(run: Run) -> str:
     n = run.num
     parts = [f"lr={n['lr']:g}" if n["lr"] is not None else "", f"epochs={n['epochs']:g}" if n["epochs"] else "",
-             f"batch={n['batch_size']:g}" if n["batch_size"] else ""]
+             _batch_text(n["batch_size"], n["grad_accum"])]
     return ", ".join(p for p in parts if p)
+
+
+def _batch_text(batch: float | None, accum: float | None) -> str:
+    if not batch:
+        return ""
+    return f"batch={batch:g}" if accum in (None, 1) else f"batch={batch:g}x{accum:g}"
 
 
 def _stat(runs: list[Run], key: tuple[str, str], center: str) -> Stat:
