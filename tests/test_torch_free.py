@@ -42,14 +42,6 @@ def test_the_blocker_blocks():
     assert res.returncode != 0 and "blocked in this test" in res.stderr
 
 
-# Known failure, kept strict so that it turns red once fixed: planning resolves each spec's method config from
-# the method dataclasses (bench.spec.resolve -> bench.models.make_method), which live in methods/*.py modules
-# that import torch at the top. Issue #15 item 2 (one way to build a method from a config) removes it.
-PLAN_IMPORTS_TORCH = pytest.mark.xfail(strict=True, reason="plan() resolves method configs via methods/*, "
-                                                           "which import torch (#15 item 2)")
-
-
-@PLAN_IMPORTS_TORCH
 @pytest.mark.parametrize("argv", [["show", "smoke"], ["show", "minilm-glue"], ["collect", "smoke"]])
 def test_show_and_collect_run_without_torch(argv, tmp_path):
     res = _cli(*argv, "--results-dir", str(tmp_path / "results"), cwd=tmp_path)
