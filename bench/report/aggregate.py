@@ -2,8 +2,8 @@
 
 - A *run attempt* is the set of rows with the same (run_id, created_at).
 - Deduplication: attempts with the same run_id or the same settings (model, task, method, method_config, seed,
-  lr, epochs, batch_size, grad_accum, recipe) are one run, transitively; the newest complete (status ok) attempt wins, and only when
-  none is complete the newest failed one. The others are counted as superseded.
+  lr, epochs, batch_size, grad_accum, recipe) are one run, transitively; the newest complete (status ok) attempt
+  wins, and only when none is complete the newest failed one. The others are counted as superseded.
 - A *table row* is a model x method configuration (label, recipe, paper join keys); a *cell* is a row x task,
   aggregating its seeds. Failed runs are counted, never averaged. Best-epoch selection happened in the runner.
 - Grouping uses pandas; the centers and stds are `statistics.median` / `fmean` / `stdev` (exact sums).
