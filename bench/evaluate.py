@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from bench.models import pad_id
 from bench.train import model_inputs
 
 
@@ -20,7 +21,6 @@ class SplitResult:
     split: str
     scores: dict[str, dict] = field(default_factory=dict)   # result split name -> {metric: Score}
     predictions: list[str] = field(default_factory=list)     # one line per example, in split order
-    has_gold: bool = True
 
 
 def has_gold(task, examples) -> bool:
@@ -52,18 +52,13 @@ def classification_loader(tokenizer, task, examples, *, max_length: int, batch_s
                        group_by_length=True)
 
 
-def pad_id(tokenizer) -> int:
-    pid = tokenizer.pad_token_id
-    return int(pid if pid is not None else tokenizer.eos_token_id)
-
-
 def evaluate_split(model, tokenizer, task, split: str, examples, *, max_length: int, batch_size: int,
                    decoding=None, progress: bool = False) -> SplitResult:
     """Predict and score `examples` of `split`. Unlabelled splits get predictions and no scores."""
     from bench import scorers
 
     gold = has_gold(task, examples)
-    result = SplitResult(split=split, has_gold=gold)
+    result = SplitResult(split=split)
     if task.kind == "generate":
         from bench.data import encode_generation_sources
         from bench.decode.generate import generate

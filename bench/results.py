@@ -25,7 +25,6 @@ from bench.schema import COLUMNS
 ROWS_FILE = "rows.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-RESULTS_DIR = Path("results")
 
 
 def run_dir(results_dir: str | Path, preset: str, run_id: str) -> Path:
@@ -65,12 +64,15 @@ def read_rows(folder: str | Path) -> list[dict] | None:
     return rows if isinstance(rows, list) and rows else None
 
 
+def rows_status(rows: list[dict]) -> str:
+    """A finished run's status from its rows: ok when every row is ok, failed otherwise."""
+    return "ok" if all(r.get("status") == "ok" for r in rows) else "failed"
+
+
 def run_status(folder: str | Path) -> str:
     """ok | failed | todo."""
     rows = read_rows(folder)
-    if rows is None:
-        return "todo"
-    return "ok" if all(r.get("status") == "ok" for r in rows) else "failed"
+    return "todo" if rows is None else rows_status(rows)
 
 
 def _jsonable(value):
@@ -90,7 +92,7 @@ def base_row(spec, *, counts=None, env: dict | None = None) -> dict:
     row.update(
         preset=spec.preset, run_id=spec.run_id, model=spec.model, task=spec.task, method=spec.method,
         method_config=json.dumps(spec.method_config, sort_keys=True), seed=spec.seed, lr=cfg.lr,
-        epochs=cfg.epochs, batch_size=cfg.batch_size * cfg.grad_accum, recipe=spec.recipe, loss=cfg.loss,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, recipe=spec.recipe, loss=cfg.loss,
         select=cfg.select, label=spec.display,
         paper_table=spec.paper_table, paper_version=spec.paper_version, paper_method=spec.paper_method,
         paper_params=spec.paper_params,
@@ -162,7 +164,7 @@ def collect(specs, results_dir: str | Path, out: str | Path) -> dict:
         if got is None:
             counts["todo"] += 1
             continue
-        counts["ok" if all(r.get("status") == "ok" for r in got) else "failed"] += 1
+        counts[rows_status(got)] += 1
         rows.extend(got)
     write_atomic(out, to_csv(rows))
     counts["rows"] = len(rows)

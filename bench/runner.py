@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.results import failed_rows, metric_rows, read_rows, run_dir, write_atomic, write_jsonl, ROWS_FILE
+from bench.results import failed_rows, metric_rows, read_rows, rows_status, run_dir, write_atomic, write_jsonl, ROWS_FILE
 from bench.spec import RunSpec, spec_json
 
 STATE_FILE = "state.pt"
@@ -99,7 +99,7 @@ def load_data(spec: RunSpec, task, data_dir) -> dict[str, list]:
 
 def train_loader(spec: RunSpec, task, tokenizer, examples, max_length: int | None = None):
     from bench.data import encode_classification, encode_generation_train, make_loader
-    from bench.evaluate import pad_id
+    from bench.models import pad_id
 
     encode = encode_generation_train if task.kind == "generate" else encode_classification
     encoded = encode(tokenizer, task, examples, max_length or spec.train.max_length)
@@ -137,7 +137,7 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
     """
     folder = run_dir(results_dir, spec.preset, spec.run_id)
     done = read_rows(folder)
-    if done is not None and not force and all(r.get("status") == "ok" for r in done):
+    if done is not None and not force and rows_status(done) == "ok":
         return done
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
@@ -164,7 +164,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     from bench.evaluate import evaluate_split, score_value
     from bench.models import apply_method, load_model
     from bench.tasks import get_task
-    from bench.train import (enable_grad_checkpointing, fit, make_accelerator, set_dropout, trainable_state)
+    from bench.train import (enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout,
+                             trainable_state)
     from methods import count_params
 
     from bench.spec import method_object
@@ -193,12 +194,11 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     _reset_peak_memory()
 
     select_split, select_metric = task.select_split, task.select_metric
-    cached: dict[int, object] = {}
+    best: dict = {}   # the best epoch so far (fit's rule): {"epoch", "score", "result"}; one epoch's predictions only
 
     def evaluate(m, epoch: int):
         res = evaluate_split(m, tokenizer, task, select_split, data[select_split], max_length=max_length,
                              batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
-        cached[epoch] = res
         logged, score, higher = {}, None, True
         for split_name, metrics in res.scores.items():
             for metric, s in metrics.items():
@@ -207,6 +207,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         if chosen is not None:
             score, higher = score_value(chosen), getattr(chosen, "higher_is_better", True)
         logged["select"] = f"{select_split}_{select_metric}"
+        if cfg.select == "final" or not best or improves(score, best["score"], higher):  # fit's rule
+            best.update(epoch=epoch, score=score, result=res)
         return score, higher, logged
 
     def on_epoch(log: list[dict]) -> None:
@@ -220,7 +222,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     eval_start = time.perf_counter()
     scores: dict = {}
     for split in eval_splits_of(spec, task):
-        res = cached.get(fitted.best_epoch) if split == select_split else None
+        res = best["result"] if split == select_split and best.get("epoch") == fitted.best_epoch else None
         if res is None:
             res = evaluate_split(model, tokenizer, task, split, data[split], max_length=max_length,
                                  batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 # Columns, in order. `value` is empty (never a sentinel) when a metric could not be computed; `note` says why.
 COLUMNS = [
-    "preset", "run_id", "model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size",
+    "preset", "run_id", "model", "task", "method", "method_config", "seed", "lr", "epochs",
+    "batch_size",        # examples per micro-batch (per device)
+    "grad_accum",        # micro-batches per optimizer step: the effective batch is batch_size x grad_accum
     "recipe",            # paper | script | own: which recipe variant the run used
     "loss",              # token_mean | sentence_sum: the training loss's reduction (TrainConfig.loss)
     "select",            # best | final: the state the run kept, best dev epoch or last (TrainConfig.select)
@@ -25,10 +27,11 @@ COLUMNS = [
 
 # Columns added after result files were first written: a file without them reads them as these values (the
 # only behaviour the runner had before they existed).
-LATER_COLUMNS = {"loss": "token_mean", "select": "best"}
+# Files from before grad_accum held the effective batch in batch_size, which reads right with grad_accum 1.
+LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best"}
 
 NUMERIC = [
-    "seed", "lr", "epochs", "batch_size", "value", "best_epoch", "params_trained", "params_stored", "params_head",
-    "params_total", "params_percent", "train_seconds", "train_examples_per_s", "train_tokens_per_s",
+    "seed", "lr", "epochs", "batch_size", "grad_accum", "value", "best_epoch", "params_trained", "params_stored",
+    "params_head", "params_total", "params_percent", "train_seconds", "train_examples_per_s", "train_tokens_per_s",
     "eval_seconds", "peak_mem_mb",
 ]

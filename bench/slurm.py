@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.results import rows_status
 from bench.spec import RunSpec
 
 
@@ -19,7 +20,7 @@ def job(spec_dict: dict, results_dir: str, data_dir: str | None, model_dir: str 
 
     spec = RunSpec.from_dict(spec_dict)
     rows = run_one(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir, progress=False)
-    return "ok" if all(r.get("status") == "ok" for r in rows) else "failed"
+    return rows_status(rows)
 
 
 def make_executor(preset: str, resources, *, folder: Path, cluster: str | None = None):

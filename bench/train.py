@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.spec import TrainConfig
+from methods.base import IGNORE_INDEX
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # what a batch passes to the model
 
@@ -134,12 +135,12 @@ def compute_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, label_sm
         if logits.shape[1] != labels.shape[1]:
             raise ValueError(f"generation logits cover {logits.shape[1]} positions, labels {labels.shape[1]}")
         shift_labels = labels[:, 1:]
-        n_target = (shift_labels != -100).sum()
+        n_target = (shift_labels != IGNORE_INDEX).sum()
         if int(n_target) == 0:
             raise ValueError("a training batch has no target tokens (every label is -100): max_length cuts off "
                              "the whole target; raise train.max_length")
         per_token = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), shift_labels.reshape(-1),
-                                    ignore_index=-100, label_smoothing=label_smoothing, reduction="none")
+                                    ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing, reduction="none")
         if reduction == "sentence_sum":
             return per_token.view(shift_labels.shape).sum(dim=1).mean()
         return per_token.sum() / n_target
@@ -271,6 +272,11 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
             params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
+def improves(score: float | None, best: float | None, higher_is_better: bool) -> bool:
+    """Whether a dev score beats the best so far: any score beats no best; no score beats nothing."""
+    return best is None or (score is not None and (score > best if higher_is_better else score < best))
+
+
 def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
         evaluate: Callable[[nn.Module, int], tuple[float | None, bool, dict]], accelerator=None,
         on_epoch: Callable[[list[dict]], None] | None = None, progress: bool = True) -> FitResult:
@@ -308,12 +314,9 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
             if cfg.select == "final":
                 if epoch == cfg.epochs:
                     result.best_epoch, result.best_score = epoch, score
-            else:
-                better = (result.best_score is None or score is not None and
-                          (score > result.best_score if higher else score < result.best_score))
-                if best_state is None or better:
-                    result.best_epoch, result.best_score = epoch, score
-                    best_state = trainable_state(model)
+            elif best_state is None or improves(score, result.best_score, higher):
+                result.best_epoch, result.best_score = epoch, score
+                best_state = trainable_state(model)
         result.log.append(entry)
         if on_epoch is not None:
             on_epoch(result.log)

@@ -8,6 +8,9 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+# label of token positions without loss: torch cross_entropy's default ignore_index, transformers' convention
+IGNORE_INDEX = -100
+
 
 @dataclass(frozen=True)
 class Arch:

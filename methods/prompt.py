@@ -37,12 +37,11 @@ import torch
 from torch import nn
 
 from methods.base import (
-    Arch, MethodModule, UnsupportedFamily, d_model, freeze_all, get_module, max_positions, unfreeze_head,
-    unfreeze_method_modules,
+    IGNORE_INDEX, Arch, MethodModule, UnsupportedFamily, d_model, freeze_all, get_module, max_positions,
+    unfreeze_head, unfreeze_method_modules,
 )
 
 INITS = ("vocab", "random")
-IGNORE_INDEX = -100
 
 
 def _insert(x: torch.Tensor, at: int, block: torch.Tensor) -> torch.Tensor:

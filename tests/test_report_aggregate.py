@@ -126,3 +126,19 @@ def test_fixture_grid(tmp_path):
     grid = build_grid(rows)
     assert grid.complete == 16 and len(grid.failed) == 1 and grid.missing == 1
     assert [k.label for k in grid.rows] == ["LoRA (r=8)", "BitFit", "FT"]
+
+
+def test_runs_sharing_an_id_or_settings_are_one_run_transitively(tmp_path):
+    # a and b share a run_id; b and c share the settings (seed 2): all three are one run, the newest ok wins
+    rows = [_row(run_id="a", seed=1, value=0.1, created_at="2026-01-01"),
+            _row(run_id="a", seed=2, value=0.2, created_at="2026-01-02"),
+            _row(run_id="c", seed=2, value=0.3, created_at="2026-01-03"),
+            _row(run_id="d", seed=3, value=0.9, created_at="2026-01-01")]
+    grid = _grid(tmp_path, rows)
+    assert sorted(r.run_id for r in grid.runs) == ["c", "d"] and len(grid.superseded) == 2
+    assert _only_cell(grid).stats[("dev", "accuracy")].values == (0.3, 0.9)
+
+
+def test_an_ok_run_without_metric_rows_gives_a_cell_without_stats(tmp_path):
+    cell = _only_cell(_grid(tmp_path, [_row(run_id="a", metric="", value="")]))
+    assert cell.n_ok == 1 and cell.stats == {}

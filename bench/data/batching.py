@@ -22,8 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 from bench.config import ConfigError
 from bench.data.examples import ClassificationExample, GenerationExample, training_pairs
 from bench.tasks import Task, get_task
-
-IGNORE_INDEX = -100                 # label of positions without loss
+from methods.base import IGNORE_INDEX  # label of positions without loss
 SOURCE_TEMPLATE = " {} "            # source text before the separator (Prefix-Tuning: ' {} {} '.format(src, bos))
 TARGET_TEMPLATE = " {} "            # target text before EOS (Prefix-Tuning: tgt + ' {}'.format(eos), after ' ')
 MEGABATCH = 50                      # length grouping: sort within chunks of MEGABATCH * batch_size examples

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.data.examples import DataError, Example
-from bench.data.glue import GLUE_HUB_COLUMNS
 from bench.tasks import Task, get_task
 
 PARQUET_EXPORT = "refs/convert/parquet"
@@ -58,9 +57,9 @@ def hub_split(task: str | Task, split: str) -> HubSplit:
 
 def required_columns(task: str | Task, split: str) -> tuple[str, ...]:
     task = get_task(task)
-    if task.loader == "glue":
-        col_a, col_b = GLUE_HUB_COLUMNS[task.name]
-        return tuple(c for c in (col_a, col_b, "label") if c)
+    if task.hub_columns is not None:  # table formats (GLUE): the Task record names the columns
+        cols = task.hub_columns
+        return tuple(c for c in (cols.text_a, cols.text_b, cols.label) if c)
     extra = (_ROW_FILTER[(task.name, split)][0],) if (task.name, split) in _ROW_FILTER else ()
     return _COLUMNS[task.loader] + extra
 

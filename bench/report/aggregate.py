@@ -2,10 +2,11 @@
 
 - A *run attempt* is the set of rows with the same (run_id, created_at).
 - Deduplication: attempts with the same run_id or the same settings (model, task, method, method_config, seed,
-  lr, epochs, batch_size, recipe) are one run; the newest complete (status ok) attempt wins, and only when
-  none is complete the newest failed one. The others are counted as superseded.
+  lr, epochs, batch_size, grad_accum, recipe) are one run, transitively; the newest complete (status ok) attempt
+  wins, and only when none is complete the newest failed one. The others are counted as superseded.
 - A *table row* is a model x method configuration (label, recipe, paper join keys); a *cell* is a row x task,
   aggregating its seeds. Failed runs are counted, never averaged. Best-epoch selection happened in the runner.
+- Grouping uses pandas; the centers and stds are `statistics.median` / `fmean` / `stdev` (exact sums).
 """
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from bench.report.load import Row
 from bench.report.units import convert
 
-SETTINGS = ("model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size", "recipe")
+SETTINGS = ("model", "task", "method", "method_config", "seed", "lr", "epochs", "batch_size", "grad_accum",
+            "recipe")
 CENTERS = ("median", "mean")
 
 
@@ -152,31 +156,20 @@ def runs_from_rows(rows: list[Row]) -> list[Run]:
 
 def dedup(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """(winners, superseded): one winner per run_id / settings, the newest complete attempt first."""
-    parent: dict[int, int] = {i: i for i in range(len(runs))}
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first_of: dict[tuple, int] = {}
-    for i, run in enumerate(runs):
-        for key in (("id", run.run_id), ("settings", run.settings())):
-            if key in first_of:
-                parent[find(i)] = find(first_of[key])
-            else:
-                first_of[key] = i
-    groups: dict[int, list[Run]] = defaultdict(list)
-    for i, run in enumerate(runs):
-        groups[find(i)].append(run)
-    winners, superseded = [], []
-    for members in groups.values():
-        best = max(members, key=lambda r: (r.status == "ok", r.created_at, r.line))  # ties: the later line
-        winners.append(best)
-        superseded.extend(m for m in members if m is not best)
-    winners.sort(key=lambda r: r.line)
-    return winners, superseded
+    if not runs:
+        return [], []
+    frame = pd.DataFrame({"id": [r.run_id for r in runs], "settings": [repr(r.settings()) for r in runs],
+                          "ok": [r.status == "ok" for r in runs], "created_at": [r.created_at for r in runs],
+                          "line": [r.line for r in runs]})
+    group = pd.Series(range(len(runs)))
+    while True:  # connected components: attempts that share a run_id or the settings, transitively
+        new = group.groupby(frame["id"]).transform("min").groupby(frame["settings"]).transform("min")
+        if new.equals(group):
+            break
+        group = new
+    best = set(frame.assign(group=group).sort_values(["ok", "created_at", "line"]).groupby("group").tail(1).index)
+    winners = sorted((runs[i] for i in best), key=lambda r: r.line)  # ties: the later line
+    return winners, [r for i, r in enumerate(runs) if i not in best]
 
 
 def row_key(run: Run, variant: str = "") -> RowKey:
@@ -190,69 +183,62 @@ def row_key(run: Run, variant: str = "") -> RowKey:
 def _variant(run: Run) -> str:
     n = run.num
     parts = [f"lr={n['lr']:g}" if n["lr"] is not None else "", f"epochs={n['epochs']:g}" if n["epochs"] else "",
-             f"batch={n['batch_size']:g}" if n["batch_size"] else ""]
+             _batch_text(n["batch_size"], n["grad_accum"])]
     return ", ".join(p for p in parts if p)
 
 
-def _stat(runs: list[Run], key: tuple[str, str], center: str) -> Stat:
-    scale, hib, values, notes = "", None, [], []
-    for run in runs:
-        metric = run.metrics.get(key)
-        if metric is None:
-            continue
-        scale = scale or metric.scale
-        hib = metric.higher_is_better if hib is None else hib
-        value = convert(metric.value, metric.scale, scale) if metric.value is not None else None
-        if value is None:
-            why = metric.note or ("scale " + metric.scale + " vs " + scale if metric.value is not None else "empty")
-            notes.append(f"seed {run.seed:g}: {why}" if run.seed is not None else why)
-            continue
-        values.append(value)
-    mid = None
-    if values:
-        mid = statistics.median(values) if center == "median" else statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) >= 2 else None
-    return Stat(center=mid, std=std, n=len(values), values=tuple(values), scale=scale, higher_is_better=hib,
-                notes=tuple(notes))
+def _batch_text(batch: float | None, accum: float | None) -> str:
+    if not batch:
+        return ""
+    return f"batch={batch:g}" if accum in (None, 1) else f"batch={batch:g}x{accum:g}"
+
+
+def _stats(runs: list[Run], center: str) -> dict[tuple[str, str], Stat]:
+    """Per (split, metric): center and sample std over the runs, in the scale the first run gives it."""
+    frame = pd.DataFrame([{"key": key, "seed": run.seed, "value": m.value, "scale": m.scale or None,
+                           "hib": m.higher_is_better, "note": m.note} for run in runs for key, m in run.metrics.items()],
+                         dtype=object)  # keep None as None (a float column would make it NaN)
+    out: dict[tuple[str, str], Stat] = {}
+    if frame.empty:
+        return out
+    for key, g in frame.groupby("key", sort=False):
+        scale = g["scale"].dropna().iloc[0] if g["scale"].notna().any() else ""
+        hib = g["hib"].dropna().iloc[0] if g["hib"].notna().any() else None
+        values, notes = [], []
+        for row in g.itertuples():
+            value = convert(row.value, row.scale or "", scale) if row.value is not None else None
+            if value is None:
+                why = row.note or (f"scale {row.scale or ''} vs {scale}" if row.value is not None else "empty")
+                notes.append(f"seed {row.seed:g}: {why}" if row.seed is not None else why)
+            else:
+                values.append(value)
+        mid = (statistics.median(values) if center == "median" else statistics.fmean(values)) if values else None
+        out[key] = Stat(center=mid, std=statistics.stdev(values) if len(values) >= 2 else None, n=len(values),
+                        values=tuple(values), scale=scale, higher_is_better=hib, notes=tuple(notes))
+    return out
 
 
 def build_grid(rows: list[Row], center_of=lambda task: "median") -> Grid:
     """Aggregate rows into a Grid; `center_of(task)` picks "median" or "mean" over seeds for that task."""
     winners, superseded = dedup(runs_from_rows(rows))
+    runs = pd.DataFrame({"run": winners, "key": [row_key(r) for r in winners],
+                         "task": [r.text["task"] for r in winners], "seed": [r.seed for r in winners]}, dtype=object)
     # a row x task x seed that holds several runs is a sweep: tell its rows apart by lr/epochs/batch
-    by_slot: dict[tuple, int] = defaultdict(int)
-    for run in winners:
-        by_slot[(row_key(run), run.text["task"], run.seed)] += 1
-    swept = {key for (key, _, _), n in by_slot.items() if n > 1}
-    keyed = [(row_key(run, _variant(run) if row_key(run) in swept else ""), run) for run in winners]
-
-    rows_order: list[RowKey] = []
-    tasks: list[str] = []
-    seeds: list[float | None] = []
-    members: dict[tuple[RowKey, str], list[Run]] = defaultdict(list)
-    model_tasks: dict[str, set[str]] = defaultdict(set)
-    for key, run in keyed:
-        task = run.text["task"]
-        if key not in rows_order:
-            rows_order.append(key)
-        if task not in tasks:
-            tasks.append(task)
-        if run.seed not in seeds:
-            seeds.append(run.seed)
-        members[(key, task)].append(run)
-        model_tasks[key.model].add(task)
+    slots = runs.groupby(["key", "task", "seed"], dropna=False, sort=False)["run"].transform("size")
+    swept = set(runs.loc[slots > 1, "key"])
+    runs["key"] = [row_key(r, _variant(r)) if k in swept else k for r, k in zip(runs["run"], runs["key"])]
+    seeds = sorted(pd.unique(runs["seed"]).tolist(), key=lambda s: (s is None, s or 0.0))
     cells = {}
-    for (key, task), runs in members.items():
+    for (key, task), g in runs.groupby(["key", "task"], sort=False):
         center = center_of(task)
         if center not in CENTERS:
             raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
-        ok = [r for r in runs if r.status == "ok"]
-        metric_keys = list(dict.fromkeys(k for r in ok for k in r.metrics))
-        cells[(key, task)] = Cell(row=key, task=task, runs=tuple(runs), expected_seeds=len(seeds),
-                                  stats={k: _stat(ok, k, center) for k in metric_keys})
-    seeds.sort(key=lambda s: (s is None, s or 0.0))
-    present = {(key, run.text["task"], run.seed) for key, run in keyed}
-    expected = sum(len(model_tasks[key.model]) * len(seeds) for key in rows_order)
-    return Grid(rows=rows_order, tasks=tasks, seeds=seeds, cells=cells, runs=winners, superseded=superseded,
-                missing=max(expected - len(present), 0))
-
+        ok = [r for r in g["run"] if r.status == "ok"]
+        cells[(key, task)] = Cell(row=key, task=task, runs=tuple(g["run"]), expected_seeds=len(seeds),
+                                  stats=_stats(ok, center))
+    present = runs.drop_duplicates(["key", "task", "seed"])
+    tasks_of = runs.groupby(runs["key"].map(lambda k: k.model))["task"].nunique()
+    rows_order = pd.unique(runs["key"]).tolist()
+    expected = sum(tasks_of[k.model] * len(seeds) for k in rows_order)
+    return Grid(rows=rows_order, tasks=pd.unique(runs["task"]).tolist(), seeds=seeds, cells=cells, runs=winners,
+                superseded=superseded, missing=max(expected - len(present), 0))

@@ -59,7 +59,9 @@ def read_results(path: Path) -> list[Row]:
         for line, raw in enumerate(reader, start=2):
             if None in raw:
                 raise ConfigError(f"{path} line {line}: more cells than the header has columns")
-            text = {**LATER_COLUMNS, **{k: (v or "").strip() for k, v in raw.items()}}
+            text = {k: (v or "").strip() for k, v in raw.items()}
+            for column, default in LATER_COLUMNS.items():
+                text[column] = text.get(column) or default
             where = f"{path} line {line} (run_id {text['run_id'] or '?'})"
             if any(v is None for v in raw.values()):
                 raise ConfigError(f"{where}: fewer cells than the header has columns")
