@@ -152,8 +152,20 @@ def main() -> None:
     )
     os.environ["OLAH_CONFIG"] = str(config)
     os.environ.setdefault("OLAH_LOG_PATH", str(work / "logs"))
+    import threading
+    import time
+
     import uvicorn
     from olah.server import app  # reads OLAH_CONFIG on import
+
+    parent = os.getppid()
+
+    def stop_with_parent() -> None:  # a killed test session leaves no server behind
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=stop_with_parent, daemon=True).start()
 
     uvicorn.run(ResolveRevisions(app, mirrors), host="127.0.0.1", port=args.port, log_level="warning")
 
