@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data import MissingSplitError, locate_split
-from bench.data.glue import GLUE_HUB_COLUMNS, read_glue_tsv
 from bench.tasks import TASKS
 
 GLUE_CONFIGS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
@@ -72,7 +71,7 @@ def _first_source(task: str, split: str, sources: list[Path]) -> SplitSource | N
 # ------------------------------------------------------------------------------------------------ GLUE
 def glue_features(config: str) -> dict:
     """nyu-mll/glue features per config, as in its dataset card's `dataset_info`."""
-    col_a, col_b = GLUE_HUB_COLUMNS[config]
+    col_a, col_b = TASKS[config].hub_columns.text_a, TASKS[config].hub_columns.text_b
     fields = {col_a: "string"}
     if col_b:
         fields[col_b] = "string"
@@ -83,8 +82,10 @@ def glue_features(config: str) -> dict:
 
 
 def glue_rows(config: str, source: SplitSource) -> dict[str, list]:
-    examples = read_glue_tsv(config, source.split, source.files[0])
-    col_a, col_b = GLUE_HUB_COLUMNS[config]
+    from bench.data import load_split
+
+    examples = load_split(config, source.split, source.data_dir)
+    col_a, col_b = TASKS[config].hub_columns.text_a, TASKS[config].hub_columns.text_b
     cols: dict[str, list] = {col_a: [ex.text_a for ex in examples]}
     if col_b:
         cols[col_b] = [ex.text_b for ex in examples]
