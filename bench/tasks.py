@@ -68,6 +68,8 @@ class Task:
     label_values: tuple[str, ...] = ()       # label id -> its spelling in the local files ("0", "entailment")
     files: tuple[LocalFile, ...] = ()        # the local release's file per split (single-file formats)
     hub_columns: Columns | None = None       # text/label columns of the Hub rows (table formats)
+    hub_fields: tuple[str, ...] = ()         # Hub columns a generation format reads (table formats: hub_columns)
+    hub_keep: tuple[tuple[str, str, str], ...] = ()  # (split, column, value): only these rows of a Hub split
     max_length: int = 512                    # tokens per example at most (source + target for generation)
     decoding: Decoding | None = None         # generation protocol (None for GLUE)
     table: str = ""                          # paper-layout table of the report: glue | nlg | "" (none)
@@ -183,6 +185,7 @@ E2E = Task(
     name="e2e", kind="generate", display="E2E",
     summary="E2E NLG: restaurant meaning representation -> text (42k refs train, 547/630 dev/test inputs)",
     hub_id="tuetschek/e2e_nlg", hub_config=None, hub_revision="refs/convert/parquet", hub_splits=_NLG_SPLITS,
+    hub_fields=("meaning_representation", "human_reference"),
     loader="e2e", local_name="e2e", splits=("train", "dev", "test"),
     metrics=(BLEU, Metric("nist", "raw"), Metric("meteor"), Metric("rouge_l"), Metric("cider", "raw")),
     select_metric=_NLG_SELECT, eval_splits=("dev", "test"),
@@ -197,6 +200,10 @@ WEBNLG = Task(
     summary="WebNLG 2017 challenge: DBpedia triples -> text (test 1,862 inputs: 971 seen / 891 unseen)",
     hub_id="webnlg-challenge/web_nlg", hub_config="webnlg_challenge_2017", hub_revision="refs/convert/parquet",
     hub_splits=(("train", "train"), ("dev", "dev"), ("test", "test")),
+    hub_fields=("category", "modified_triple_sets", "lex"),
+    # The Hub's test split is every XML of test/ in name order (testdata_no_lex 1,862, testdata_unseen_with_lex
+    # 891, testdata_with_lex 1,862 rows), tagged with the file name: the official test set is the last.
+    hub_keep=(("test", "test_category", "testdata_with_lex"),),
     loader="webnlg2017", local_name="webnlg_challenge_2017", splits=("train", "dev", "test"),
     metrics=(BLEU, METEOR_FRACTION, TER), select_metric=_NLG_SELECT,
     eval_splits=("dev", "test"), subsets=("all", "seen", "unseen"), max_length=512, decoding=PREFIX_TUNING,
@@ -209,6 +216,7 @@ DART = Task(
     name="dart", kind="generate", display="DART",
     summary="DART v1.1.1: open-domain triples -> text (dev 2,768 inputs, test 5,097)",
     hub_id="Yale-LILY/dart", hub_config=None, hub_revision="refs/convert/parquet", hub_splits=_NLG_SPLITS,
+    hub_fields=("tripleset", "annotations"),
     loader="dart", local_name="dart", splits=("train", "dev", "test"),
     metrics=(BLEU, METEOR_FRACTION, TER, Metric("moverscore", "fraction"), Metric("bertscore", "fraction"),
              Metric("bleurt", "fraction")),

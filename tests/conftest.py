@@ -62,7 +62,11 @@ def hub_mirror(tmp_path_factory):
     from tests.hub.server import free_port
 
     sources = [SHARED_DATA, FIXTURES / "data", FIXTURES / "hub", REPO / "bench" / "fixtures" / "smoke"]
-    shared = tmp_path_factory.getbasetemp().parent / "hub-mirror"
+    import hashlib
+
+    # one build per version of the builder, shared by the xdist workers of a session and by later sessions
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO / "tests" / "hub").glob("*.py"))))
+    shared = tmp_path_factory.getbasetemp().parent / f"hub-mirror-{digest.hexdigest()[:12]}"
     with FileLock(str(shared) + ".lock"):
         if not (shared / "done").is_file():
             build_mirror(shared / "repos", sources)

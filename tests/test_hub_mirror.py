@@ -10,6 +10,8 @@ import pickle
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import pytest
 
 from bench.data import load_split
@@ -76,7 +78,12 @@ def test_every_task_gives_the_local_examples_through_the_mirror(hub_mirror, tmp_
     assert set(got) == {(t, s) for t, task in TASKS.items() for s in task.splits}
     for (task, split), examples in got.items():
         src = hub_mirror.sources[(task, split)]
-        assert examples == load_split(task, split, src.data_dir), (task, split, src.data_dir)
+        local = load_split(task, split, src.data_dir)
+        if TASKS[task].kind == "regress":  # nyu-mll/glue stores STS-B scores as float32
+            import numpy as np
+
+            local = [replace(ex, label=None if ex.label is None else float(np.float32(ex.label))) for ex in local]
+        assert examples == local, (task, split, src.data_dir)
 
 
 @pytest.mark.hub

@@ -19,17 +19,6 @@ from bench.tasks import Task, get_task
 
 PARQUET_EXPORT = "refs/convert/parquet"
 
-# Columns each Hub format must have (the mapping in bench/data/{glue,nlg}.py reads them).
-_COLUMNS = {
-    "e2e": ("meaning_representation", "human_reference"),
-    "webnlg2017": ("category", "modified_triple_sets", "lex"),
-    "dart": ("tripleset", "annotations"),
-}
-# Rows kept from a Hub split whose release concatenated several files: (column, value).
-# webnlg_challenge_2017 test = testdata_no_lex + testdata_unseen_with_lex + testdata_with_lex; the official test
-# set is the last (1,862 inputs, in file order).
-_ROW_FILTER = {("webnlg", "test"): ("test_category", "testdata_with_lex")}
-
 
 @dataclass(frozen=True)
 class HubSplit:
@@ -56,12 +45,12 @@ def hub_split(task: str | Task, split: str) -> HubSplit:
 
 
 def required_columns(task: str | Task, split: str) -> tuple[str, ...]:
+    """The Hub columns the task's mapping reads for `split` (Task.hub_columns / hub_fields, hub_keep)."""
     task = get_task(task)
-    if task.hub_columns is not None:  # table formats (GLUE): the Task record names the columns
-        cols = task.hub_columns
-        return tuple(c for c in (cols.text_a, cols.text_b, cols.label) if c)
-    extra = (_ROW_FILTER[(task.name, split)][0],) if (task.name, split) in _ROW_FILTER else ()
-    return _COLUMNS[task.loader] + extra
+    cols = task.hub_columns
+    fields = (tuple(c for c in (cols.text_a, cols.text_b, cols.label) if isinstance(c, str)) if cols
+              else task.hub_fields)
+    return fields + tuple(column for s, column, _ in task.hub_keep if s == split)
 
 
 def load_arguments(task: str | Task, split: str) -> dict[str, Any]:
@@ -92,9 +81,9 @@ def load_hub_split(task: str | Task, split: str) -> list[Example]:
     if missing:
         raise DataError(f"task {task.name}, split {split}: {where.describe()} has no column "
                         f"{', '.join(repr(c) for c in missing)}; its columns are {ds.column_names}")
-    if (task.name, split) in _ROW_FILTER:
-        column, value = _ROW_FILTER[(task.name, split)]
-        ds = ds.filter(lambda v: v == value, input_columns=column)
+    for keep_split, column, value in task.hub_keep:
+        if keep_split == split:
+            ds = ds.filter(lambda v, value=value: v == value, input_columns=column)
     return examples_from_hub_rows(task, split, ds, source=where.describe())
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from bench.models import MODELS, ModelInfo
 from bench.presets import PRESETS, Preset, Resources
-from bench.spec import RunSpec, TrainConfig
+from bench.spec import After, RunSpec, TrainConfig
 
 for _name, _repo in (("hub-tiny-roberta", "peft-bench-test/tiny-roberta"), ("hub-tiny-gpt2", "peft-bench-test/tiny-gpt2")):
     _base = MODELS[_name.removeprefix("hub-")]
@@ -30,7 +30,7 @@ def hub_short() -> list[RunSpec]:
         RunSpec(model="hub-tiny-roberta", task="stsb", method="bitfit", train=_TRAIN, label="BitFit"),
         mnli,
         RunSpec(model="hub-tiny-roberta", task="rte", method="lora", method_config={"r": 4, "alpha": 8},
-                train=_TRAIN, init_from=mnli.run_id, label="LoRA"),
+                train=_TRAIN, init_from=After("mnli"), label="LoRA"),
         RunSpec(model="hub-tiny-gpt2", task="e2e", method="prefix", method_config={"length": 2},
                 train=replace(_TRAIN, max_length=256, max_eval_examples=8), eval_splits=("dev",),
                 decoding={"num_beams": 2, "max_new_tokens": 8, "min_new_tokens": 1, "batch_size": 8}, label="Prefix"),

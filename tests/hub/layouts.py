@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data import MissingSplitError, locate_split
-from bench.data.glue import read_glue_tsv
 from bench.tasks import TASKS
 
 GLUE_CONFIGS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
@@ -83,7 +82,9 @@ def glue_features(config: str) -> dict:
 
 
 def glue_rows(config: str, source: SplitSource) -> dict[str, list]:
-    examples = read_glue_tsv(config, source.split, source.files[0])
+    from bench.data import load_split
+
+    examples = load_split(config, source.split, source.data_dir)
     col_a, col_b = TASKS[config].hub_columns.text_a, TASKS[config].hub_columns.text_b
     cols: dict[str, list] = {col_a: [ex.text_a for ex in examples]}
     if col_b:

@@ -73,8 +73,30 @@ class ResolveRevisions:
             k == b"range" for k, _ in scope.get("headers", []))
         if ranged:
             await self._ranged(scope, receive, send)
+        elif scope["type"] == "http" and "/tree/" in scope["path"] and self._known_repo(scope["path"]):
+            await self.app(scope, receive, self._missing_entry(send))
         else:
             await self.app(scope, receive, send)
+
+    def _known_repo(self, path: str) -> bool:
+        parts = path.lstrip("/").split("/")
+        if "tree" not in parts:
+            return False
+        repo = self._repo_dir(parts, parts.index("tree"))
+        return repo is not None and repo.is_dir()
+
+    @staticmethod
+    def _missing_entry(send):
+        """olah answers a tree listing of a folder that its mirror lacks with 401 RepoNotFound; the Hub answers
+        404 EntryNotFound (transformers lists `additional_chat_templates/` of every tokenizer repo)."""
+        async def wrapped(message):
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"x-error-code", b"x-error-message")]
+                headers += [(b"x-error-code", b"EntryNotFound"), (b"x-error-message", b"Entry not found")]
+                message = {**message, "status": 404, "headers": headers}
+            await send(message)
+        return wrapped
 
     async def _ranged(self, scope, receive, send):
         """Answer a byte-range GET with 206 and the range (the Hub does; olah's mirror routes send the whole
@@ -130,8 +152,20 @@ def main() -> None:
     )
     os.environ["OLAH_CONFIG"] = str(config)
     os.environ.setdefault("OLAH_LOG_PATH", str(work / "logs"))
+    import threading
+    import time
+
     import uvicorn
     from olah.server import app  # reads OLAH_CONFIG on import
+
+    parent = os.getppid()
+
+    def stop_with_parent() -> None:  # a killed test session leaves no server behind
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=stop_with_parent, daemon=True).start()
 
     uvicorn.run(ResolveRevisions(app, mirrors), host="127.0.0.1", port=args.port, log_level="warning")
 
