@@ -28,7 +28,7 @@ def pair(seed: int = 0):
     base.eval()
     ours = copy.deepcopy(base)
     torch.manual_seed(seed + 1)
-    apply_method(ours, Prefix(length=LENGTH, mlp_hidden=HIDDEN))
+    apply_method(ours, Prefix(length=LENGTH, mlp_hidden=HIDDEN, shift_positions=True))
     config = peft.PrefixTuningConfig(task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=LENGTH,
                                      prefix_projection=True, encoder_hidden_size=HIDDEN)
     theirs = peft.get_peft_model(copy.deepcopy(base), config)
@@ -70,11 +70,11 @@ def test_offset_is_the_prefix_length():
     assert position_offset(ours) == LENGTH
     torch.manual_seed(0)
     unshifted, _ = load_model("tiny-gpt2", kind="generate")
-    apply_method(unshifted, Prefix(length=LENGTH, shift_positions=False))
+    apply_method(unshifted, Prefix(length=LENGTH))         # the default (ours): 0..T-1
     assert position_offset(unshifted) == 0
     encoder, _ = load_model("tiny-roberta", kind="classify")
-    apply_method(encoder, Prefix(length=LENGTH))
-    assert position_offset(encoder) == 0              # encoders are never shifted
+    apply_method(encoder, Prefix(length=LENGTH, shift_positions=True))
+    assert position_offset(encoder) == 0                   # encoders are never shifted
 
 
 def test_logits_and_gradients_equal_peft():

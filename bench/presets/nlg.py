@@ -24,7 +24,8 @@ ROWS = {
                   {"e2e": (5e-5, 5, 5), "webnlg": (5e-5, 5, 5), "dart": (5e-5, 5, 5)}),
     "adapter-0.1": ("Adapter 0.1% (b=6)", "ADAPTER(0.1%)", "0.1%", "adapter", {"kind": "lin", "bottleneck": 6},
                     {"e2e": (8e-5, 10, 5), "webnlg": (5e-5, 10, 5), "dart": (8e-5, 5, 5)}),
-    "prefix": ("Prefix (0.1%)", "PREFIX(0.1%)", "0.1%", "prefix", {"mlp_hidden": 512},
+    # shift_positions: the released code's GPT-2 numbers the real tokens L..L+T-1 after the prefix
+    "prefix": ("Prefix (0.1%)", "PREFIX(0.1%)", "0.1%", "prefix", {"mlp_hidden": 512, "shift_positions": True},
                {"e2e": (8e-5, 5, 10), "webnlg": (5e-5, 5, 5), "dart": (5e-5, 10, 5)}),
 }
 PREFIX_LENGTH = {"e2e": 5, "webnlg": 5, "dart": 10}
