@@ -60,8 +60,10 @@ def cache_of(out):
 def grads(ours, theirs):
     """Pairs of (our gradient, PEFT's gradient) of the prefix parameters."""
     enc, penc = ours.prefix_encoder, theirs.prompt_encoder["default"]
-    return [(enc.embedding.grad, penc.embedding.weight.grad), (enc.mlp_in.weight.grad, penc.transform[0].weight.grad),
-            (enc.mlp_in.bias.grad, penc.transform[0].bias.grad), (enc.mlp_out.weight.grad, penc.transform[2].weight.grad),
+    return [(enc.embedding.grad, penc.embedding.weight.grad),
+            (enc.mlp_in.weight.grad, penc.transform[0].weight.grad),
+            (enc.mlp_in.bias.grad, penc.transform[0].bias.grad),
+            (enc.mlp_out.weight.grad, penc.transform[2].weight.grad),
             (enc.mlp_out.bias.grad, penc.transform[2].bias.grad)]
 
 
