@@ -45,7 +45,7 @@ class TrainConfig:
     subsample_seed: int = 0                # seed of that subsample (fixed across methods and run seeds)
     max_eval_examples: int = 0             # 0: all; else the first N examples of each evaluated split
     eval_batch_size: int = 64              # examples per evaluation batch (classification)
-    dropout: float | None = None           # None: the model's own; else every nn.Dropout's p (prefix: 0.0)
+    dropout: float | None = None           # None: as configured; else p of the model's own dropouts (not a method's)
     grad_checkpointing: bool = False       # recompute activations in the backward pass (saves memory)
     eval_every_epoch: bool = True          # score dev after each epoch (logged; `select` decides what is kept)
     loss: Literal["token_mean", "sentence_sum"] = "token_mean"  # generation loss: mean over the batch's target
