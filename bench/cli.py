@@ -19,6 +19,7 @@ COMMANDS = [
     ("show", "bench.commands.show", "show a preset's expanded grid and what is done"),
     ("collect", "bench.commands.collect", "collect finished runs into results/PRESET.csv"),
     ("report", "bench.commands.report", "tables and plots of a preset beside the papers' numbers"),
+    ("export", "bench.commands.export", "write a run's trained method state in PEFT's format (or ours)"),
     ("perf", "bench.commands.perf", "training and decoding speed benchmark against Trainer + peft"),
 ]
 

@@ -164,9 +164,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     from bench.evaluate import evaluate_split, score_value
     from bench.models import apply_method, load_model
     from bench.tasks import get_task
-    from bench.train import (enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout,
-                             trainable_state)
-    from methods import count_params
+    from bench.train import enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout
+    from methods import count_params, method_state_dict
 
     from bench.spec import method_object
 
@@ -216,8 +215,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     fitted = fit(model, loader, kind=task.kind, cfg=cfg, evaluate=evaluate, accelerator=accelerator,
                  on_epoch=on_epoch, progress=progress)
-    if spec.save_state:
-        _save_state(folder / STATE_FILE, trainable_state(model))
+    if keeps_state(spec, counts):
+        _save_state(folder / STATE_FILE, {k: v.to("cpu") for k, v in method_state_dict(model, arch).items()})
 
     eval_start = time.perf_counter()
     scores: dict = {}
@@ -249,6 +248,13 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     return metric_rows(spec, scores, best_epoch=fitted.best_epoch, counts=counts, env=env)
 
 
+def keeps_state(spec: RunSpec, counts) -> bool:
+    """Whether a run keeps its best method state (`state.pt`, what `init_from` and `peft-bench export` read):
+    always when it is smaller than the base model (every parameter-efficient method), full fine-tuning only
+    when the spec asks (`save_state`, e.g. a run that others start from)."""
+    return spec.save_state or counts.percent < 100.0
+
+
 def _save_state(path: Path, state: dict) -> None:
     import io
 
@@ -260,25 +266,16 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _init_from(model, arch, path: Path) -> None:
-    """Load a dependency's trained method weights; the task head stays fresh (label sets differ)."""
+    """Load a dependency's trained method weights, strictly (`methods.load_method_state`): every name must match;
+    the task head is excepted and stays fresh (label sets differ)."""
     import torch
 
-    from methods.base import head_parameters
+    from methods import load_method_state
 
     if not path.is_file():
         raise FileNotFoundError(f"init_from: {path} does not exist (the run it starts from has not finished)")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    head_ids = {id(p) for p in head_parameters(model, arch)}
-    params = dict(model.named_parameters())
-    loaded = 0
-    with torch.no_grad():
-        for name, value in state.items():
-            p = params.get(name)
-            if p is None or id(p) in head_ids:
-                continue
-            if tuple(p.shape) != tuple(value.shape):
-                raise ValueError(f"init_from {path}: {name} has shape {tuple(value.shape)}, model {tuple(p.shape)}")
-            p.copy_(value.to(p.dtype))
-            loaded += 1
-    if loaded == 0:
-        raise ValueError(f"init_from {path}: no parameter of the saved state matches this model")
+    try:
+        load_method_state(model, state, arch, except_head=True)
+    except ValueError as exc:
+        raise ValueError(f"init_from {path}: {exc}") from None

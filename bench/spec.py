@@ -18,6 +18,9 @@ SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders
 # Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
 # did before they existed), so existing run folders keep their ids.
 _LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best"}
+# Method fields added after version 1, with the value that computes what runs did before they existed: left out of
+# the run_id at that value, so existing run folders keep their ids.
+_LATER_METHOD_FIELDS = {"prefix": {"shift_positions": False}}
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class TrainConfig:
     subsample_seed: int = 0                # seed of that subsample (fixed across methods and run seeds)
     max_eval_examples: int = 0             # 0: all; else the first N examples of each evaluated split
     eval_batch_size: int = 64              # examples per evaluation batch (classification)
-    dropout: float | None = None           # None: the model's own; else every nn.Dropout's p (prefix: 0.0)
+    dropout: float | None = None           # None: as configured; else p of the model's own dropouts (not a method's)
     grad_checkpointing: bool = False       # recompute activations in the backward pass (saves memory)
     eval_every_epoch: bool = True          # score dev after each epoch (logged; `select` decides what is kept)
     loss: Literal["token_mean", "sentence_sum"] = "token_mean"  # generation loss: mean over the batch's target
@@ -100,6 +103,9 @@ class RunSpec:
         for key, default in _LATER_TRAIN_FIELDS.items():
             if d["train"].get(key) == default:
                 d["train"].pop(key)
+        for key, old in _LATER_METHOD_FIELDS.get(self.method, {}).items():
+            if key in d["method_config"] and d["method_config"][key] == old:
+                d["method_config"] = {k: v for k, v in d["method_config"].items() if k != key}
         return d
 
     @property

@@ -43,25 +43,39 @@ def method_state_dict(model: nn.Module, arch: Arch) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in _method_param_names(model, arch).items()}
 
 
-def load_method_state(model: nn.Module, state: dict[str, torch.Tensor], arch: Arch | None = None) -> None:
-    """Load a `method_state_dict` into a fresh model to which the same method was applied.
-    `arch` defaults to `arch_of(model)`.
+def _names(keys: list[str], limit: int = 8) -> str:
+    return ", ".join(keys[:limit]) + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
 
-    Strict: a key the model does not expect, a missing key, or a shape mismatch raises ValueError naming them.
+
+def load_method_state(model: nn.Module, state: dict[str, torch.Tensor], arch: Arch | None = None, *,
+                      except_head: bool = False) -> None:
+    """Load a `method_state_dict` into a fresh model to which the same method was applied.
+    `arch` defaults to `arch_of(model)`. The one way a method's saved state comes back (a run's `init_from`, export).
+
+    Strict: a missing key, an unexpected key, or a shape mismatch raises ValueError naming them. `except_head=True`
+    leaves the task head out on both sides (a dependency trained on another label set): its names are neither
+    required nor loaded, and the head keeps its fresh weights.
     """
-    expected = _method_param_names(model, arch if arch is not None else arch_of(model))
-    unknown = sorted(set(state) - set(expected))
+    arch = arch if arch is not None else arch_of(model)
+    expected = _method_param_names(model, arch)
+    if except_head:
+        head_ids = {id(p) for p in head_parameters(model, arch)}
+        head_names = {name for name, p in model.named_parameters(remove_duplicate=False) if id(p) in head_ids}
+        expected = {k: p for k, p in expected.items() if id(p) not in head_ids}
+        state = {k: v for k, v in state.items() if k not in head_names}
+    unexpected = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
-    if unknown or missing:
+    if unexpected or missing:
         parts = []
-        if unknown:
-            parts.append(f"unknown keys {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
         if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        raise ValueError("method state does not match the model: " + "; ".join(parts))
+            parts.append(f"missing {_names(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_names(unexpected)}")
+        raise ValueError("method state does not match the model (" + "; ".join(parts) + ")")
+    for name, p in expected.items():
+        value = state[name]
+        if tuple(value.shape) != tuple(p.shape):
+            raise ValueError(f"method state {name!r}: shape {tuple(value.shape)}, the model expects {tuple(p.shape)}")
     with torch.no_grad():
         for name, p in expected.items():
-            value = state[name]
-            if tuple(value.shape) != tuple(p.shape):
-                raise ValueError(f"method state {name!r}: shape {tuple(value.shape)}, model expects {tuple(p.shape)}")
-            p.copy_(value.to(device=p.device, dtype=p.dtype))
+            p.copy_(state[name].to(device=p.device, dtype=p.dtype))

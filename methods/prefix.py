@@ -13,9 +13,11 @@ Injection happens inside attention, after the model's own key/value projections 
   search give the same tokens with and without the cache;
 - no `past_key_values` route is used (transformers 5 encoders ignore it).
 
-Positions (`shift_positions`, decoders only): as in the released code and PEFT, where the prefix sits in the KV
+Positions (`shift_positions`, decoders only): in the released code and PEFT, where the prefix sits in the KV
 cache in front of the text, GPT-2's real tokens take positions L..L+T-1 after a prefix of length L
-(`shift_positions=True`, the default); `False` numbers them 0..T-1. The prefix encoder's `position_offset`
+(`shift_positions=True`, what the paper/script presets use); the default `False` (ours) numbers them 0..T-1 as
+every other method does, so the text sits at the same positions in every row of a comparison and the prefix
+only adds keys and values. With `True` the prefix encoder's `position_offset`
 (methods.base) is then L, and a forward pre-hook on the backbone numbers the tokens it is given without
 position ids as past + L + 0..T-1 (past = tokens already in the KV cache). Position ids passed explicitly are
 taken as they are: code that builds them (batched generation, `model.generate(position_ids=...)`) adds
@@ -235,7 +237,7 @@ class Prefix:
     length: int = 5               # prefix positions per layer
     mlp_hidden: int = 512         # hidden size of the reparameterisation MLP
     dropout: float = 0.0          # dropout on the prefix keys/values during training (off by default)
-    shift_positions: bool = True  # decoders: real tokens at positions L..L+T-1 (released code, PEFT); else 0..T-1
+    shift_positions: bool = False  # decoders: real tokens at L..L+T-1 (True: released code, PEFT) or 0..T-1 (ours)
 
     def __post_init__(self) -> None:
         for field in ("length", "mlp_hidden"):

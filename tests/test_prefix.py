@@ -301,3 +301,19 @@ def test_deepcopy_uses_the_copied_prefix(name, kind):
         assert not torch.allclose(twin(**x).logits, model(**x).logits)
         Prefix().finalize(twin)                                    # the method's own handle on finalize
     assert twin.prefix_encoder.finalized and not model.prefix_encoder.finalized
+
+
+def test_shift_positions_keeps_the_old_run_ids_at_false():
+    """Runs made before `shift_positions` existed computed 0..T-1: at False the field stays out of the run_id."""
+    from bench.spec import RunSpec, resolve
+
+    plain = resolve(RunSpec(model="tiny-gpt2", task="e2e", method="prefix", method_config={"length": 5}))
+    assert plain.method_config["shift_positions"] is False
+    unshifted = resolve(RunSpec(model="tiny-gpt2", task="e2e", method="prefix",
+                                method_config={"length": 5, "shift_positions": False}))
+    shifted = resolve(RunSpec(model="tiny-gpt2", task="e2e", method="prefix",
+                              method_config={"length": 5, "shift_positions": True}))
+    assert unshifted.run_id == plain.run_id != shifted.run_id
+    without = dict(plain.method_config)
+    del without["shift_positions"]
+    assert RunSpec(model="tiny-gpt2", task="e2e", method="prefix", method_config=without).run_id == plain.run_id

@@ -28,7 +28,7 @@ def pair(seed: int = 0):
     base.eval()
     ours = copy.deepcopy(base)
     torch.manual_seed(seed + 1)
-    apply_method(ours, Prefix(length=LENGTH, mlp_hidden=HIDDEN))
+    apply_method(ours, Prefix(length=LENGTH, mlp_hidden=HIDDEN, shift_positions=True))
     config = peft.PrefixTuningConfig(task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=LENGTH,
                                      prefix_projection=True, encoder_hidden_size=HIDDEN)
     theirs = peft.get_peft_model(copy.deepcopy(base), config)
@@ -60,8 +60,10 @@ def cache_of(out):
 def grads(ours, theirs):
     """Pairs of (our gradient, PEFT's gradient) of the prefix parameters."""
     enc, penc = ours.prefix_encoder, theirs.prompt_encoder["default"]
-    return [(enc.embedding.grad, penc.embedding.weight.grad), (enc.mlp_in.weight.grad, penc.transform[0].weight.grad),
-            (enc.mlp_in.bias.grad, penc.transform[0].bias.grad), (enc.mlp_out.weight.grad, penc.transform[2].weight.grad),
+    return [(enc.embedding.grad, penc.embedding.weight.grad),
+            (enc.mlp_in.weight.grad, penc.transform[0].weight.grad),
+            (enc.mlp_in.bias.grad, penc.transform[0].bias.grad),
+            (enc.mlp_out.weight.grad, penc.transform[2].weight.grad),
             (enc.mlp_out.bias.grad, penc.transform[2].bias.grad)]
 
 
@@ -70,11 +72,11 @@ def test_offset_is_the_prefix_length():
     assert position_offset(ours) == LENGTH
     torch.manual_seed(0)
     unshifted, _ = load_model("tiny-gpt2", kind="generate")
-    apply_method(unshifted, Prefix(length=LENGTH, shift_positions=False))
+    apply_method(unshifted, Prefix(length=LENGTH))         # the default (ours): 0..T-1
     assert position_offset(unshifted) == 0
     encoder, _ = load_model("tiny-roberta", kind="classify")
-    apply_method(encoder, Prefix(length=LENGTH))
-    assert position_offset(encoder) == 0              # encoders are never shifted
+    apply_method(encoder, Prefix(length=LENGTH, shift_positions=True))
+    assert position_offset(encoder) == 0                   # encoders are never shifted
 
 
 def test_logits_and_gradients_equal_peft():

@@ -29,16 +29,21 @@ TABLE = dict(paper_table="prefix-tuning/Table 1", paper_version="arxiv-v1")
 MAX_LENGTH = 512                      # tokens of source + separator + target (no E2E/WebNLG/DART pair is longer)
 
 # method row -> (label, paper_method, paper_params, method, config, {task: (lr, epochs, batch)})
+# Adapters: Lin et al.'s after each block, initialised as the released code's GPT2LMHeadModelAdapter was (its
+# fork's _init_weights: every adapter Linear N(0, 0.02^2), biases 0, the LayerNorm at 1 / 0).
 ROWS = {
     "ft": ("FT", "FINE-TUNE", "100%", "full", {},
            {"e2e": (5e-5, 5, 10), "webnlg": (1e-5, 10, 6), "dart": (1e-5, 10, 6)}),
     "ft-top2": ("FT-top2", "FT-TOP2", "", "topk", {"k": 2},
                 {"e2e": (5e-5, 5, 10), "webnlg": (5e-5, 10, 9), "dart": (5e-5, 5, 5)}),
-    "adapter-3": ("Adapter 3% (b=224)", "ADAPTER(3%)", "3%", "adapter", {"kind": "lin", "bottleneck": 224},
+    "adapter-3": ("Adapter 3% (b=224)", "ADAPTER(3%)", "3%", "adapter",
+                  {"kind": "lin", "bottleneck": 224, "init": "bert"},
                   {"e2e": (5e-5, 5, 5), "webnlg": (5e-5, 5, 5), "dart": (5e-5, 5, 5)}),
-    "adapter-0.1": ("Adapter 0.1% (b=6)", "ADAPTER(0.1%)", "0.1%", "adapter", {"kind": "lin", "bottleneck": 6},
+    "adapter-0.1": ("Adapter 0.1% (b=6)", "ADAPTER(0.1%)", "0.1%", "adapter",
+                    {"kind": "lin", "bottleneck": 6, "init": "bert"},
                     {"e2e": (8e-5, 10, 5), "webnlg": (5e-5, 10, 5), "dart": (8e-5, 5, 5)}),
-    "prefix": ("Prefix (0.1%)", "PREFIX(0.1%)", "0.1%", "prefix", {"mlp_hidden": 512},
+    # shift_positions: the released code's GPT-2 numbers the real tokens L..L+T-1 after the prefix
+    "prefix": ("Prefix (0.1%)", "PREFIX(0.1%)", "0.1%", "prefix", {"mlp_hidden": 512, "shift_positions": True},
                {"e2e": (8e-5, 5, 10), "webnlg": (5e-5, 5, 5), "dart": (5e-5, 10, 5)}),
 }
 PREFIX_LENGTH = {"e2e": 5, "webnlg": 5, "dart": 10}
