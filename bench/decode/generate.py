@@ -73,33 +73,10 @@ class MinTotalLength(LogitsProcessor):
         return scores
 
 
-_EXACT_IDS: "weakref.WeakKeyDictionary[object, dict[tuple[str, ...], tuple[int, ...]]]" = weakref.WeakKeyDictionary()
-
-
-def exact_token_ids(tokenizer, texts: Sequence[str]) -> tuple[int, ...]:
-    """Ids of the tokens whose decoded text is exactly one of `texts` (a text that is no single token of the
-    vocabulary bans nothing, as a bad-words id list of another vocabulary would). Cached per tokenizer."""
-    key = tuple(sorted(set(texts)))
-    if not key:
-        return ()
-    try:
-        return _EXACT_IDS[tokenizer][key]
-    except (KeyError, TypeError):
-        pass
-    decoded = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False,
-                                     clean_up_tokenization_spaces=False)
-    ids = tuple(i for i, text in enumerate(decoded) if text in key)
-    try:
-        _EXACT_IDS.setdefault(tokenizer, {})[key] = ids
-    except TypeError:  # not weak-referenceable: recompute next time
-        pass
-    return ids
-
-
 def banned_token_ids(tokenizer, decoding: Decoding) -> tuple[int, ...]:
-    """Every id a protocol never generates: newline tokens (ban_newlines) and the exact `banned_tokens`."""
+    """Every id a protocol never generates: newline tokens (ban_newlines) and `banned_token_ids`."""
     ids = set(newline_token_ids(tokenizer)) if decoding.ban_newlines else set()
-    ids.update(exact_token_ids(tokenizer, decoding.banned_tokens))
+    ids.update(decoding.banned_token_ids)
     return tuple(sorted(ids))
 
 
@@ -215,7 +192,7 @@ def generate_ids(model, tokenizer, sources: Sequence[Sequence[int]], decoding: D
     device = torch.device(device) if device is not None else _model_device(model)
     engine = pick_engine(model, decoding, engine, use_cache)
     config = generation_config(decoding, eos_id=eos_id, pad_id=pad_id, use_cache=use_cache)
-    banned = tuple(sorted(set(banned_token_ids(tokenizer, decoding)) | set(decoding.banned_token_ids)))
+    banned = banned_token_ids(tokenizer, decoding)
     offset = position_offset(model)
     out: list[list[int] | None] = [None] * len(sources)
     was_training = model.training

@@ -14,8 +14,6 @@ class Decoding:
     length_penalty: float = 1.0        # beam score = logprob / length ** length_penalty
     no_repeat_ngram_size: int = 0      # 0: off
     ban_newlines: bool = True          # tokens that decode to text containing a newline are never generated
-    banned_tokens: tuple[str, ...] = ()  # tokens whose decoded text is exactly one of these are never generated
-    #                                    (the Prefix-Tuning script's bad_words_ids [[628], [198]]: "\n\n", "\n")
     batch_size: int = 32               # inputs per generation batch (sorted by length)
     # The length of `length_penalty` and of the early-stop test. "generated": generated tokens, EOS included
     # (transformers 4-5). "total": source + generated tokens before EOS, as transformers 3 (`BeamHypotheses`:

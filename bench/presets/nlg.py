@@ -8,19 +8,21 @@ hyperparameter table, which the released README commands agree with). Two varian
   summed token losses, averaged over the batch); the fine-tuning, top-2 and adapter rows on the plain token mean
   (the fork's `finetune_mode` branch). Every row keeps its final state (the script saves the last checkpoint;
   its dev pass every 5,000 steps only logged the dev loss), so dev is decoded once, at the end. Decoding as
-  run_generation.py called `generate`: beam 5, at most 100 new tokens, no minimum (its `min_length=5` counted
-  the source and never bound; the fine-tuning branch passed none), exactly the tokens "\\n" and "\\n\\n" banned
-  (`bad_words_ids=[[628], [198]]`). Prefix rows run with every GPT-2 dropout off (`--use_dropout no`, prefix
-  dropout 0).
+  run_generation.py called `generate` (`PREFIX_TUNING_SCRIPT`): beam 5, at most 100 new tokens, min_length 5
+  counting the source (it never binds), exactly GPT-2's tokens 628 and 198 ("\\n\\n", "\\n") banned, hypotheses
+  scored by their whole length. Prefix rows run with every GPT-2 dropout off (`--use_dropout no`, prefix dropout
+  0) and the real tokens at positions L.. after the prefix (Prefix.shift_positions, the default).
 * recipe "own" (`nlg-gpt2-medium-own`, `nlg-gpt2-large-own`): the same table with our choices: the token-mean
-  loss for every method, the best epoch on dev BLEU, at least 5 new tokens, every newline-bearing token banned.
+  loss for every method, the best epoch on dev BLEU, at least 5 new tokens, every newline-bearing token banned,
+  hypotheses scored by their generated length (today's transformers).
 
 Mean of 3 seeds.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
+from bench.decode.protocol import PREFIX_TUNING, PREFIX_TUNING_SCRIPT, Decoding
 from bench.spec import RunSpec, TrainConfig
 
 TASKS = ("e2e", "webnlg", "dart")
@@ -49,10 +51,11 @@ ROWS = {
 PREFIX_LENGTH = {"e2e": 5, "webnlg": 5, "dart": 10}
 
 # run_generation.py's beam call (gen.py passes --length 100): max_length = 100 + source length, min_length=5
-# counting the source (never binds), bad_words_ids=[[628], [198]] (GPT-2's "\n\n" and "\n"), num_beams=5,
-# length penalty and early stopping from the config (1.0, False). The task's Decoding gives beam 5, 100 tokens
-# and length penalty 1; these override the rest.
-SCRIPT_DECODING = {"min_new_tokens": 0, "ban_newlines": False, "banned_tokens": ("\n", "\n\n")}
+# counting the source, bad_words_ids=[[628], [198]] (GPT-2's "\n\n" and "\n"), num_beams=5, length penalty and
+# early stopping from the config (1.0, False), hypotheses scored over their whole length (the transformers 3 fork):
+# bench.decode.protocol.PREFIX_TUNING_SCRIPT. The runs keep the task's Decoding and override what differs.
+SCRIPT_DECODING = {f.name: getattr(PREFIX_TUNING_SCRIPT, f.name) for f in fields(Decoding)
+                   if getattr(PREFIX_TUNING_SCRIPT, f.name) != getattr(PREFIX_TUNING, f.name)}
 # The loss each row's tuning mode gets in the released code (modeling_gpt2.py: prefix tuning reads
 # config._objective_mode, fine-tuning / top-k / adapters take CrossEntropyLoss()'s token mean).
 SCRIPT_LOSS = {"prefix": "sentence_sum"}

@@ -65,9 +65,17 @@ def load_bertscore_model(model_dir: str | Path):
 
     path = check_bertscore_dir(model_dir)
     tokenizer, model = load_folder(path, BERTSCORE_MODEL, "BERTScore")
+    return prepare_bertscore(tokenizer, model, str(path))
+
+
+def prepare_bertscore(tokenizer, model, where: str):
+    """Check a loaded roberta-large (folder or Hub) and drop the layers above 17, as bert-score does (same
+    layer-17 output, 7/24 less work on roberta-large); ConfigError naming `where` if it cannot serve."""
+    if model.config.num_hidden_layers < BERTSCORE_LAYER:
+        raise ConfigError(f"{where}: {model.config.num_hidden_layers} layers; BERTScore uses layer "
+                          f"{BERTSCORE_LAYER} of roberta-large (24 layers)")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise ConfigError(f"{path}: the tokenizer has no <s>/</s> (cls/sep) tokens; expected roberta-large's")
-    # as bert-score does: drop the layers above the one used (same layer-17 output, 7/24 less work on roberta-large)
+        raise ConfigError(f"{where}: the tokenizer has no <s>/</s> (cls/sep) tokens; expected roberta-large's")
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "layer") and len(encoder.layer) > BERTSCORE_LAYER:
         encoder.layer = encoder.layer[:BERTSCORE_LAYER]

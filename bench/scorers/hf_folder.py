@@ -45,3 +45,23 @@ def load_folder(path: Path, name: str, metric: str):
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot load the model weights ({exc}); {metric} expects {expected(name)}") from exc
     return tokenizer, model.eval()
+
+
+def load_pretrained(ref: str | Path, *, metric: str, model_type: str, type_hint: str, head: bool = False,
+                    local_only: bool, cache_dir: str | Path | None = None, adapt_config=None):
+    """(config, tokenizer, model in eval mode) from a Hub id or folder `ref` (`head`: the model with its
+    sequence-classification head, else the bare encoder; `adapt_config(config)` may change the config before
+    the model is built). OSError when the files cannot be had (not cached, Hub unreachable); ConfigError when
+    they are there but are not the expected model."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = dict(local_files_only=local_only, cache_dir=str(cache_dir) if cache_dir is not None else None)
+    config = AutoConfig.from_pretrained(str(ref), **kwargs)
+    if config.model_type != model_type:
+        raise ConfigError(f"{ref}: model_type {config.model_type!r}; {metric} {type_hint} ('{model_type}')")
+    if adapt_config is not None:
+        adapt_config(config)
+    tokenizer = AutoTokenizer.from_pretrained(str(ref), **kwargs)
+    auto = AutoModelForSequenceClassification if head else AutoModel
+    model = auto.from_pretrained(str(ref), config=config, **kwargs)
+    return config, tokenizer, model.eval()

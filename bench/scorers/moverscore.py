@@ -39,11 +39,15 @@ def check_moverscore_dir(model_dir: str | Path) -> Path:
 
     path, _ = check_folder(model_dir, MOVERSCORE_MODEL, "MoverScore", "distilbert",
                            "v2 expects distilbert-base-uncased")
+    check_pyemd()
+    return path
+
+
+def check_pyemd() -> None:
     try:
         import pyemd  # noqa: F401
     except ImportError:
         raise ConfigError("MoverScore needs the pyemd package (pip install pyemd), as MoverScore v2 does") from None
-    return path
 
 
 def load_moverscore_model(model_dir: str | Path):
@@ -52,9 +56,13 @@ def load_moverscore_model(model_dir: str | Path):
 
     path = check_moverscore_dir(model_dir)
     tokenizer, model = load_folder(path, MOVERSCORE_MODEL, "MoverScore")
-    if tokenizer.cls_token is None or tokenizer.sep_token is None or tokenizer.pad_token_id is None:
-        raise ConfigError(f"{path}: the tokenizer has no [CLS]/[SEP]/[PAD] tokens; expected distilbert's")
+    check_moverscore_tokenizer(tokenizer, str(path))
     return tokenizer, model
+
+
+def check_moverscore_tokenizer(tokenizer, where: str) -> None:
+    if tokenizer.cls_token is None or tokenizer.sep_token is None or tokenizer.pad_token_id is None:
+        raise ConfigError(f"{where}: the tokenizer has no [CLS]/[SEP]/[PAD] tokens; expected distilbert's")
 
 
 def tokens_of(tokenizer, text: str) -> list[str]:
