@@ -154,6 +154,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     from bench.evaluate import evaluate_split, score_value
     from bench.models import apply_method, load_model
+    from bench.precision import precision_name
     from bench.tasks import get_task
     from bench.train import (enable_grad_checkpointing, fit, make_accelerator, set_dropout, trainable_state)
     from methods import count_params
@@ -178,7 +179,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
     accelerator = make_accelerator(cfg)
-    context["env"] = env = environment(accelerator.device)
+    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(accelerator.mixed_precision)}
     loader = train_loader(spec, task, tokenizer, data["train"])
     _reset_peak_memory()
 

@@ -18,7 +18,9 @@ COLUMNS = [
     "status",            # ok | failed
     "error",
     "train_seconds", "train_examples_per_s", "train_tokens_per_s", "eval_seconds", "peak_mem_mb",
-    "device", "torch_version", "transformers_version", "git_commit", "created_at",
+    "device",
+    "precision",         # fp32 | bf16 | fp16: what the run trained in (train.mixed_precision resolved on its machine)
+    "torch_version", "transformers_version", "git_commit", "created_at",
 ]
 
 NUMERIC = [
@@ -26,3 +28,6 @@ NUMERIC = [
     "params_total", "params_percent", "train_seconds", "train_examples_per_s", "train_tokens_per_s",
     "eval_seconds", "peak_mem_mb",
 ]
+
+# Columns added after result CSVs were first committed: a CSV without them reads them as empty.
+LATER_COLUMNS = {"precision"}

@@ -42,7 +42,7 @@ class TrainConfig:
     dropout: float | None = None           # None: the model's own; else every nn.Dropout's p (prefix: 0.0)
     grad_checkpointing: bool = False       # recompute activations in the backward pass (saves memory)
     eval_every_epoch: bool = True          # score dev after each epoch and keep the best; else only the last
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU/CPU has bf16 matmul
 
 
 @dataclass(frozen=True)

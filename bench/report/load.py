@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.config import ConfigError
 from bench.report.units import canonical_split, canonical_task
-from bench.schema import COLUMNS, NUMERIC
+from bench.schema import COLUMNS, LATER_COLUMNS, NUMERIC
 
 STATUSES = ("ok", "failed")
 TRUE = ("true", "1", "yes")
@@ -51,7 +51,7 @@ def read_results(path: Path) -> list[Row]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
-        missing = [c for c in COLUMNS if c not in header]
+        missing = [c for c in COLUMNS if c not in header and c not in LATER_COLUMNS]
         if missing:
             raise ConfigError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} "
                               f"(expected the columns of bench/schema.py)")
@@ -59,7 +59,7 @@ def read_results(path: Path) -> list[Row]:
         for line, raw in enumerate(reader, start=2):
             if None in raw:
                 raise ConfigError(f"{path} line {line}: more cells than the header has columns")
-            text = {k: (v or "").strip() for k, v in raw.items()}
+            text = {**dict.fromkeys(LATER_COLUMNS, ""), **{k: (v or "").strip() for k, v in raw.items()}}
             where = f"{path} line {line} (run_id {text['run_id'] or '?'})"
             if any(v is None for v in raw.values()):
                 raise ConfigError(f"{where}: fewer cells than the header has columns")
