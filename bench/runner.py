@@ -163,6 +163,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     from bench.evaluate import evaluate_split, score_value
     from bench.models import apply_method, load_model
+    from bench.precision import precision_name
     from bench.tasks import get_task
     from bench.train import enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout
     from methods import count_params, method_state_dict
@@ -187,7 +188,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
     accelerator = make_accelerator(cfg)
-    context["env"] = env = environment(accelerator.device)
+    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(accelerator.mixed_precision)}
     max_length = fitted_max_length(model, cfg.max_length)
     loader = train_loader(spec, task, tokenizer, data["train"], max_length)
     _reset_peak_memory()

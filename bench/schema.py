@@ -22,16 +22,20 @@ COLUMNS = [
     "status",            # ok | failed
     "error",
     "train_seconds", "train_examples_per_s", "train_tokens_per_s", "eval_seconds", "peak_mem_mb",
-    "device", "torch_version", "transformers_version", "git_commit", "created_at",
+    "device",
+    "precision",         # fp32 | bf16 | fp16: what the run trained in (train.mixed_precision resolved on its machine)
+    "torch_version", "transformers_version", "git_commit", "created_at",
 ]
 
 # Columns added after result files were first written: a file without them reads them as these values (the
 # only behaviour the runner had before they existed).
 # Files from before grad_accum held the effective batch in batch_size, which reads right with grad_accum 1.
-LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best"}
+# precision reads empty: such a file does not say what its runs trained in.
+LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": ""}
 
 NUMERIC = [
     "seed", "lr", "epochs", "batch_size", "grad_accum", "value", "best_epoch", "params_trained", "params_stored",
     "params_head", "params_total", "params_percent", "train_seconds", "train_examples_per_s", "train_tokens_per_s",
     "eval_seconds", "peak_mem_mb",
 ]
+

@@ -52,7 +52,7 @@ class TrainConfig:
     #                                        tokens, or each sentence's summed token losses averaged over the batch
     #                                        (the Prefix-Tuning script's default objective for prefix tuning)
     select: Literal["best", "final"] = "best"  # keep the best dev epoch, or the final state (Prefix-Tuning script)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU/CPU has bf16 matmul
 
 
 @dataclass(frozen=True)

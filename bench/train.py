@@ -2,7 +2,8 @@
 method has already frozen the model, and the loop optimises whatever still requires a gradient.
 
 Public pieces (also used by the perf benchmark):
-- `make_accelerator(cfg)`: bf16 on a GPU, fp32 on CPU (or cfg.mixed_precision), grad accumulation.
+- `make_accelerator(cfg)`: cfg.mixed_precision ("auto": bf16 on a GPU or CPU with bf16 matmul units, else fp32;
+  `bench.precision`), grad accumulation. `fit` and `train_steps` keep the frozen base's matmul weights in bf16.
 - `make_optimizer(model, cfg)`: AdamW over trainable parameters only (fused on CUDA), no decay on biases/norms.
 - `make_scheduler(optimizer, cfg, total_steps)`: linear warmup, then linear decay to 0 or constant.
 - `train_steps(model, loader, kind=..., cfg=..., max_steps=N)`: exactly N optimizer steps, for benchmarks.
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench.precision import keep_frozen_in
 from bench.spec import TrainConfig
 from methods.base import IGNORE_INDEX
 
@@ -31,9 +33,10 @@ MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # what a batch p
 def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
 
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    from bench.precision import allow_precision, resolve_precision
+
+    precision = resolve_precision(cfg.mixed_precision)
+    allow_precision(precision)
     return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
 
 
@@ -235,6 +238,7 @@ def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig = Train
     For benchmarks: prepare nothing beforehand; returns counts and wall-clock seconds of the loop.
     """
     accelerator = accelerator or make_accelerator(cfg)
+    keep_frozen_in(model, str(accelerator.mixed_precision))
     optimizer = make_optimizer(model, cfg)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     scheduler = make_scheduler(optimizer, cfg, max_steps)
@@ -290,6 +294,7 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
     if cfg.select not in ("best", "final"):
         raise ValueError(f"train.select {cfg.select!r}: expected best or final")
     accelerator = accelerator or make_accelerator(cfg)
+    keep_frozen_in(model, str(accelerator.mixed_precision))
     optimizer = make_optimizer(model, cfg)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     per_epoch = steps_per_epoch(loader, cfg)

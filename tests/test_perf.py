@@ -21,19 +21,21 @@ def perf_run(tmp_path_factory, fixtures_dir):
     out = tmp_path_factory.mktemp("perf") / "perf.json"
     code = main(["perf", "--model", "tiny-bert", "--gen-model", "tiny-gpt2", "--data-dir",
                  str(fixtures_dir / "perf"), "--batch-size", "2", "--steps", "1", "--dynamic-steps", "2",
-                 "--warmup", "1", "--examples", "0", "--decode-inputs", "3", "--in-process", "--out", str(out)])
+                 "--warmup", "1", "--examples", "0", "--decode-inputs", "3", "--precisions", "fp32,bf16", "--in-process",
+                 "--out", str(out)])
     return code, json.loads(out.read_text())
 
 
 def test_every_case_runs_and_has_its_fields(perf_run):
     code, records = perf_run
     assert code == 0, [r.get("error") for r in records if r.get("status") != "ok"]
-    plan = Plan(model="tiny-bert", gen_model="tiny-gpt2")
+    plan = Plan(model="tiny-bert", gen_model="tiny-gpt2", precisions=("no", "bf16"))
     train = [r for r in records if r["kind"] == "train"]
     assert len(train) == len(train_cases(plan))       # one record per case, whatever the repeats
-    baseline_keys = {(r["model"], r["method"], r["padding"]) for r in train if r["engine"] == "baseline"}
+    key = lambda r: (r["model"], r["method"], r["padding"], r["precision"])  # noqa: E731
+    baseline_keys = {key(r) for r in train if r["engine"] == "baseline"}
     for r in train:                                   # paired cases ran twice (the default), the fastest kept
-        if (r["model"], r["method"], r["padding"]) in baseline_keys:
+        if key(r) in baseline_keys:
             assert r["repeats"] == 2 and r["examples_per_s"] == max(r["repeat_examples_per_s"])
         else:
             assert "repeats" not in r
@@ -44,6 +46,11 @@ def test_every_case_runs_and_has_its_fields(perf_run):
         assert r["examples_per_s"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_mb"] > 0
         assert r["batch_size"] == 2
         assert 0 < r["real_token_fraction"] <= 1
+        assert r["matmul_peak_flops_per_s"] == r["machine"]["matmul_peaks"][r["precision"]]["flops_per_s"]
+    # every method in both precisions with dynamic padding; max_length in the main precision (the last) only
+    dynamic = {(r["model"], r["method"], r["engine"], r["precision"]) for r in train if r["padding"] == "dynamic"}
+    assert {d[:3] for d in dynamic if d[3] == "fp32"} == {d[:3] for d in dynamic if d[3] == "bf16"}
+    assert {r["precision"] for r in train if r["padding"] == "max_length"} == {"bf16"}
     decode = [r for r in records if r["kind"] == "decode"]
     assert {r["engine"] for r in decode} == {"suite", "hf_batched", "baseline"}
     for r in decode:
@@ -60,7 +67,7 @@ def test_equal_policy_means_equal_batches(perf_run):
     train = [r for r in records if r["kind"] == "train"]
     pairs = {}
     for r in train:
-        pairs.setdefault((r["model"], r["method"], r["padding"]), {})[r["engine"]] = r
+        pairs.setdefault((r["model"], r["method"], r["padding"], r["precision"]), {})[r["engine"]] = r
     both = [p for p in pairs.values() if len(p) == 2]
     assert both
     for p in both:
@@ -78,6 +85,10 @@ def test_comparisons_pair_the_records(perf_run):
     assert {c["padding"] for c in comp["engine"]} == {"dynamic", "max_length"}
     assert all(c["speedup"] > 0 for c in comp["engine"] + comp["padding"] + comp["decode"])
     assert comp["memory"] and comp["decode"][0]["identical_outputs"] is True
+    assert {c["precision"] for c in comp["engine"]} == {"fp32", "bf16"}
+    suite_bf16 = {c["method"] for c in comp["precision"] if c["engine"] == "suite" and c["model"] == "tiny-bert"}
+    assert suite_bf16 == {"full", "lora", "prompt", "bitfit", "adapter", "prefix", "topk"}
+    assert all(c["speedup"] > 0 and c["padding"] == "dynamic" for c in comp["precision"])
 
 
 def test_step_recorder_window():
@@ -100,12 +111,14 @@ def test_flops_formula_counts_trainable_matmuls():
     assert step_flops(18, 18, 10) == 6 * 18 * 10
 
 
-def test_both_engines_train_in_one_precision():
-    from bench.perf.train import precision
+def test_both_engines_train_in_one_precision(monkeypatch):
+    import bench.precision
+    from bench.perf.train import TrainCase, case_precision
 
-    assert precision("cpu") == "no"
-    expected = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    assert precision("cuda") == expected
+    assert case_precision(TrainCase(engine="suite", method="lora", padding="dynamic", precision="no")) == "no"
+    assert case_precision(TrainCase(engine="baseline", method="lora", padding="dynamic", precision="bf16")) == "bf16"
+    monkeypatch.setattr(bench.precision, "cpu_bf16_matmul", lambda: False)
+    assert case_precision(TrainCase(engine="suite", method="lora", padding="dynamic")) == "no"
 
 
 def test_decode_only_with_random_weights(tmp_path, fixtures_dir):
@@ -130,11 +143,11 @@ def test_repeats_run_paired_cases_abba_and_keep_the_fastest(monkeypatch):
         return [{"kind": kind, "status": "ok", "examples_per_s": float(next(speed)), "label": order[-1]}]
 
     monkeypatch.setattr(perf_plan, "run_case", fake_run_case)
-    plan = Plan(model="tiny-bert", gen_model="tiny-gpt2", repeats=3)
+    plan = Plan(model="tiny-bert", gen_model="tiny-gpt2", repeats=3, precisions=("no", "bf16"))
     records = perf_plan.run_plan(plan)
     cases = train_cases(plan)
-    paired = [c.label for c in cases if any(b.engine == "baseline" and (b.model, b.method, b.padding) ==
-                                             (c.model, c.method, c.padding) for b in cases)]
+    paired = [c.label for c in cases if any(b.engine == "baseline" and (b.model, b.method, b.padding, b.precision) ==
+                                             (c.model, c.method, c.padding, c.precision) for b in cases)]
     assert order == [c.label for c in cases] + ["decode"] + paired[::-1] + paired
     assert len(records) == len(cases) + 1
     by_label = {r["label"]: r for r in records}

@@ -41,6 +41,9 @@ def register(parser) -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="decode with --gen-model's architecture, random weights and the byte-level tokenizer "
                              "(speed at a real size without a download)")
+    parser.add_argument("--precisions", default="auto",
+                        help="training precisions, comma-separated: fp32, bf16 (default auto: fp32, and bf16 where "
+                             "the device multiplies bf16 in hardware; max_length cases run in the last one)")
     parser.add_argument("--in-process", action="store_true",
                         help="run every case in this process (quick checks; memory figures are then not per case)")
     parser.add_argument("--out", default="reports/perf/perf.json", help="where to write the records")
@@ -53,7 +56,7 @@ def _fmt(x, spec=".1f") -> str:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = ["  ".join(c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -61,16 +64,18 @@ def _table(rows: list[list[str]]) -> str:
 def run(args) -> int:
     import torch
 
-    from bench.perf.measure import FLOPS_FORMULA, load_average, machine, matmul_peak_flops
+    from bench.perf.measure import FLOPS_FORMULA, load_average, machine, matmul_peaks
     from bench.perf.cases import Plan, add_roofline, comparisons, run_plan, with_machine
 
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or (args.dynamic_steps or 1) < 1 or args.repeats < 1:
         raise ConfigError("--steps, --dynamic-steps, --batch-size and --repeats must be >= 1 and --warmup >= 0")
     if args.random_weights:
         from bench.models import model_info
+        from methods import ARCHES
 
-        if model_info(args.gen_model).family != "gpt2":
-            raise ConfigError(f"--random-weights needs a GPT-2 --gen-model, got {args.gen_model}")
+        if not ARCHES[model_info(args.gen_model).family].decoder:
+            raise ConfigError(f"--random-weights needs a decoder --gen-model, got {args.gen_model} "
+                              f"(family {model_info(args.gen_model).family})")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
     plan = Plan(model=args.model, task=args.task, gen_model=args.gen_model, gen_task=args.gen_task,
@@ -80,27 +85,28 @@ def run(args) -> int:
                 gen_max_length=args.gen_max_length, examples=args.examples, decode_inputs=args.decode_inputs,
                 device=args.device, threads=args.threads, generation_training=not args.no_generation_training,
                 suite_only=not args.no_suite_only, decode_only=args.decode_only, repeats=args.repeats,
-                random_weights=args.random_weights)
+                random_weights=args.random_weights, precisions=_precisions(args.precisions))
     _check_data(plan)
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     start, load_start = time.time(), load_average()
-    from bench.perf.train import precision
+    from bench.perf.cases import plan_precisions
+    from bench.precision import precision_name
 
-    dtype = torch.bfloat16 if precision(args.device) == "bf16" else torch.float32
-    size = 8192 if args.device.startswith("cuda") else 1024   # a GPU needs a large product to reach its peak
-    peak = matmul_peak_flops(args.device, n=size, dtype=dtype)
-    print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s ({'bf16' if dtype == torch.bfloat16 else 'fp32'} {size}^3, "
-          f"{threads} thread(s)); load average {load_start}",
-          flush=True)
+    names = [precision_name(p) for p in plan_precisions(plan)] if not plan.decode_only else []
+    peaks = matmul_peaks(args.device, names)
+    for name, peak in peaks.items():
+        print(f"matmul peak {name}: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({peak['n']}^3, {threads} thread(s))",
+              flush=True)
+    print(f"load average {load_start}", flush=True)
 
     def progress(label: str, i: int, n: int) -> None:
         print(f"[{i + 1}/{n}] {label}", file=sys.stderr, flush=True)
 
     records = run_plan(plan, on_case=progress, isolate=not args.in_process)
-    add_roofline(records, peak)
-    info = dict(machine(args.device, threads), matmul_peak_flops_per_s=peak, load_average_start=load_start,
+    add_roofline(records, {name: peak["flops_per_s"] for name, peak in peaks.items()})
+    info = dict(machine(args.device, threads), matmul_peaks=peaks, load_average_start=load_start,
                 load_average_end=load_average(), wall_seconds=round(time.time() - start, 1),
                 flops_formula=FLOPS_FORMULA)
     records = with_machine(records, info)
@@ -115,13 +121,27 @@ def run(args) -> int:
           f"transformers {info['transformers']}, peft {info['peft']}; load average {load_start} -> "
           f"{info['load_average_end']}; {info['wall_seconds']} s")
     if any(r.get("kind") == "train" for r in records):
-        print(f"roofline: {FLOPS_FORMULA}; matmul peak {peak / 1e9:.1f} GFLOP/s")
+        shown = ", ".join(f"{k} {v['flops_per_s'] / 1e9:.1f} GFLOP/s" for k, v in peaks.items())
+        print(f"roofline: {FLOPS_FORMULA}; matmul peaks {shown}")
     print(f"wrote {out} ({len(records)} records)")
     failed = [r for r in records if r.get("status") != "ok"]
     for r in failed:
         print(f"FAILED {r['kind']} {r.get('engine')}/{r.get('method')}/{r.get('padding')}: {r.get('error')}",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    """--precisions: "auto" -> () (the plan decides), else fp32/no and bf16, in the order given."""
+    if text.strip() == "auto":
+        return ()
+    aliases = {"fp32": "no", "no": "no", "bf16": "bf16"}
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in names if t not in aliases]
+    if bad or not names:
+        raise ConfigError(f"--precisions: {', '.join(bad) or repr(text)} is not a precision; expected auto or a "
+                          f"comma-separated list of fp32, bf16")
+    return tuple(dict.fromkeys(aliases[t] for t in names))
 
 
 def _check_data(plan) -> None:
@@ -140,38 +160,49 @@ def _check_data(plan) -> None:
 
 
 def _print_tables(records: list[dict], comp: dict) -> None:
-    rows = [["model/task", "method", "padding", "engine", "ex/s", "ex/cpu-s", "tok/s", "peak MB", "+MB", "GFLOP/s",
-             "% peak"]]
+    rows = [["model/task", "method", "padding", "engine", "prec", "ex/s", "ex/cpu-s", "tok/s", "peak MB", "+MB",
+             "GFLOP/s", "% peak"]]
     for r in records:
         if r["kind"] != "train" or r.get("status") != "ok":
             continue
-        rows.append([f"{r['model']}/{r['task']}", r["method"], r["padding"], r["engine"],
+        rows.append([f"{r['model']}/{r['task']}", r["method"], r["padding"], r["engine"], r.get("precision", "-"),
                      _fmt(r["examples_per_s"]), _fmt(r["examples_per_cpu_s"]), _fmt(r["tokens_per_s"], ".0f"),
                      _fmt(r["peak_mem_mb"], ".0f"),
                      _fmt(r["peak_mem_mb"] - r["mem_before_steps_mb"], ".0f"), _fmt(r["flops_per_s"] / 1e9),
-                     _fmt(100 * r["fraction_of_matmul_peak"])])
+                     _fmt(100 * r["fraction_of_matmul_peak"] if r.get("fraction_of_matmul_peak") else None)])
     print("\ntraining (each case measured in its own process; +MB = peak above the memory before the first step)")
     print(_table(rows))
     if comp["engine"]:
-        rows = [["model/task", "method", "padding", "", "suite ex/s", "Trainer ex/s", "suite/Trainer",
+        rows = [["model/task", "method", "padding", "prec", "", "suite ex/s", "Trainer ex/s", "suite/Trainer",
                  "(CPU time)", "suite MB", "Trainer MB"]]
         for c in comp["engine"]:
-            rows.append([f"{c['model']}/{c['task']}", c["method"], c["padding"], "", _fmt(c["suite_examples_per_s"]),
+            rows.append([f"{c['model']}/{c['task']}", c["method"], c["padding"], c["precision"], "",
+                         _fmt(c["suite_examples_per_s"]),
                          _fmt(c["baseline_examples_per_s"]), _fmt(c["speedup"], ".2f") + "x",
                          _fmt(c["speedup_cpu"], ".2f") + "x",
                          _fmt(c["suite_peak_mem_mb"], ".0f"), _fmt(c["baseline_peak_mem_mb"], ".0f")])
         print("\nsuite vs Trainer + peft at equal batch, padding policy and batches")
         print(_table(rows))
     if comp["padding"]:
-        rows = [["model/task", "method", "engine", "", "dynamic ex/s", "max_length ex/s", "speed-up", "(CPU time)"]]
+        rows = [["model/task", "method", "engine", "prec", "", "dynamic ex/s", "max_length ex/s", "speed-up",
+                 "(CPU time)"]]
         for c in comp["padding"]:
-            rows.append([f"{c['model']}/{c['task']}", c["method"], c["engine"], "", _fmt(c["dynamic_examples_per_s"]),
+            rows.append([f"{c['model']}/{c['task']}", c["method"], c["engine"], c["precision"], "",
+                         _fmt(c["dynamic_examples_per_s"]),
                          _fmt(c["max_length_examples_per_s"]), _fmt(c["speedup"], ".2f") + "x",
                          _fmt(c["speedup_cpu"], ".2f") + "x"])
         print("\npadding policy: dynamic + length-grouped batches vs padding to max_length")
         print(_table(rows))
+    if comp["precision"]:
+        rows = [["model/task", "method", "padding", "engine", "", "bf16 ex/s", "fp32 ex/s", "bf16/fp32", "(CPU time)"]]
+        for c in comp["precision"]:
+            rows.append([f"{c['model']}/{c['task']}", c["method"], c["padding"], c["engine"], "",
+                         _fmt(c["bf16_examples_per_s"]), _fmt(c["fp32_examples_per_s"]),
+                         _fmt(c["speedup"], ".2f") + "x", _fmt(c["speedup_cpu"], ".2f") + "x"])
+        print("\nprecision: bf16 autocast (suite: frozen matmul weights stored in bf16) vs fp32, same engine and batches")
+        print(_table(rows))
     for c in comp["memory"]:
-        print(f"\nmemory {c['model']}/{c['task']} ({c['padding']}): LoRA peak {c['lora_peak_mem_mb']:.0f} MB vs full "
+        print(f"\nmemory {c['model']}/{c['task']} ({c['padding']}, {c['precision']}): LoRA peak {c['lora_peak_mem_mb']:.0f} MB vs full "
               f"{c['full_peak_mem_mb']:.0f} MB (LoRA saves {c['saved_mb']:.0f} MB; above the loaded model: "
               f"{c['lora_above_start_mb']:.0f} vs {c['full_above_start_mb']:.0f} MB)")
     for c in comp["decode"]:

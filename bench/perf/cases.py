@@ -50,29 +50,41 @@ class Plan:
     repeats: int = 2                 # runs of each paired training case (ABBA order); the fastest is kept
     decode_only: bool = False        # only the decoding case
     random_weights: bool = False     # decode with gen_model's architecture, random weights, byte-level tokenizer
+    precisions: tuple[str, ...] = () # "no" (fp32) and/or "bf16"; () = fp32, and bf16 where the device has it
+
+
+def plan_precisions(plan: Plan) -> tuple[str, ...]:
+    """The precisions the training cases run in; the last is the main one (max_length cases run only in it)."""
+    if plan.precisions:
+        return tuple(plan.precisions)
+    from bench.precision import resolve_precision
+
+    return ("no", "bf16") if resolve_precision("auto", plan.device) == "bf16" else ("no",)
 
 
 def train_cases(plan: Plan) -> list[TrainCase]:
+    """Paired methods: dynamic padding in every precision, max_length in the main one, both engines; methods
+    without a baseline: dynamic padding in every precision."""
     common = dict(data_dir=plan.data_dir, model_dir=plan.model_dir, batch_size=plan.batch_size,
                   warmup=plan.warmup, examples=plan.examples, device=plan.device)
     steps = {"max_length": plan.steps, "dynamic": plan.dynamic_steps}
+    precisions = plan_precisions(plan)
+    policies = [("max_length", precisions[-1])] + [("dynamic", p) for p in precisions]
+    classify = dict(model=plan.model, task=plan.task, max_length=plan.max_length)
+    generate = dict(model=plan.gen_model, task=plan.gen_task, split=plan.gen_split, max_length=plan.gen_max_length)
     cases = []
-    for method in CLASSIFY_PAIRED:
-        for padding in ("max_length", "dynamic"):
-            for engine in ("suite", "baseline"):
-                cases.append(TrainCase(engine=engine, method=method, padding=padding, model=plan.model,
-                                       task=plan.task, max_length=plan.max_length, steps=steps[padding], **common))
-    if plan.suite_only:
-        for method in CLASSIFY_SUITE_ONLY:
-            cases.append(TrainCase(engine="suite", method=method, padding="dynamic", model=plan.model,
-                                   task=plan.task, max_length=plan.max_length, steps=steps["dynamic"], **common))
-    if plan.generation_training:
-        for method in GENERATE_PAIRED:
-            for padding in ("max_length", "dynamic"):
+    groups = [(CLASSIFY_PAIRED, classify)] + ([(GENERATE_PAIRED, generate)] if plan.generation_training else [])
+    for methods, where in groups:
+        for method in methods:
+            for padding, precision in policies:
                 for engine in ("suite", "baseline"):
-                    cases.append(TrainCase(engine=engine, method=method, padding=padding, model=plan.gen_model,
-                                           task=plan.gen_task, split=plan.gen_split, steps=steps[padding],
-                                           max_length=plan.gen_max_length, **common))
+                    cases.append(TrainCase(engine=engine, method=method, padding=padding, precision=precision,
+                                           steps=steps[padding], **where, **common))
+        if plan.suite_only and methods is CLASSIFY_PAIRED:
+            for method in CLASSIFY_SUITE_ONLY:
+                for precision in precisions:
+                    cases.append(TrainCase(engine="suite", method=method, padding="dynamic", precision=precision,
+                                           steps=steps["dynamic"], **where, **common))
     return cases
 
 
@@ -112,7 +124,7 @@ def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dic
             fields = asdict(case)
             return [{"kind": kind, "engine": fields.get("engine", "suite"), "method": fields.get("method", "none"),
                      "padding": fields.get("padding"), "model": fields.get("model"), "task": fields.get("task"),
-                     "status": "failed", "error": " | ".join(tail) or f"exit code {proc.returncode}",
+                     "precision": _precision_name(fields.get("precision")), "status": "failed", "error": " | ".join(tail) or f"exit code {proc.returncode}",
                      "case": fields}]
         records = json.loads(out.read_text())
     for record in records:
@@ -120,6 +132,16 @@ def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dic
         record["load_avg_1m_before_after"] = [load_before, load_after]
         record["isolated_process"] = True
     return records
+
+
+def _precision_name(setting) -> str | None:
+    from bench.precision import precision_name
+
+    return None if setting is None else precision_name(setting)
+
+
+def _pair_key(case) -> tuple:
+    return (case.model, case.method, case.padding, case.precision)
 
 
 def _load() -> float | None:
@@ -139,8 +161,8 @@ def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None,
         raise ValueError(f"repeats must be >= 1, got {plan.repeats}")
     train = [] if plan.decode_only else train_cases(plan)
     jobs: list[tuple[str, object]] = [("train", c) for c in train] + [("decode", decode_case(plan))]
-    paired = {(c.model, c.method, c.padding) for c in train if c.engine == "baseline"}
-    again = [("train", c) for c in train if (c.model, c.method, c.padding) in paired]
+    paired = {_pair_key(c) for c in train if c.engine == "baseline"}
+    again = [("train", c) for c in train if _pair_key(c) in paired]
     for k in range(1, plan.repeats):
         jobs += list(reversed(again)) if k % 2 else list(again)
     runs: dict[object, list[list[dict]]] = {}
@@ -180,41 +202,51 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def comparisons(records: list[dict]) -> dict:
-    """Side-by-side ratios: suite / baseline at equal policy, suite dynamic / suite max_length, LoRA / full
-    memory, batched / batch-1 decoding."""
-    out = {"engine": [], "padding": [], "memory": [], "decode": []}
+    """Side-by-side ratios: suite / baseline at equal policy and precision, suite dynamic / suite max_length,
+    bf16 / fp32 at equal engine and policy, LoRA / full memory, batched / batch-1 decoding."""
+    out = {"engine": [], "padding": [], "precision": [], "memory": [], "decode": []}
     train = [r for r in records if r.get("kind") == "train" and r.get("status") == "ok"]
-    keys = sorted({(r["model"], r["task"], r["method"], r["padding"]) for r in train})
-    for model, task, method, padding in keys:
-        s = _find(train, model=model, task=task, method=method, padding=padding, engine="suite")
-        b = _find(train, model=model, task=task, method=method, padding=padding, engine="baseline")
+    keys = sorted({(r["model"], r["task"], r["method"], r["padding"], r.get("precision", "fp32")) for r in train})
+    for model, task, method, padding, prec in keys:
+        s = _find(train, model=model, task=task, method=method, padding=padding, precision=prec, engine="suite")
+        b = _find(train, model=model, task=task, method=method, padding=padding, precision=prec, engine="baseline")
         if s and b:
             out["engine"].append({
-                "model": model, "task": task, "method": method, "padding": padding,
+                "model": model, "task": task, "method": method, "padding": padding, "precision": prec,
                 "suite_examples_per_s": s["examples_per_s"], "baseline_examples_per_s": b["examples_per_s"],
                 "speedup": _ratio(s["examples_per_s"], b["examples_per_s"]),
                 "speedup_cpu": _ratio(s["examples_per_cpu_s"], b["examples_per_cpu_s"]),
                 "suite_peak_mem_mb": s["peak_mem_mb"], "baseline_peak_mem_mb": b["peak_mem_mb"]})
-    for model, task, method in sorted({k[:3] for k in keys}):
+    for model, task, method, prec in sorted({(k[0], k[1], k[2], k[4]) for k in keys}):
         for engine in ("suite", "baseline"):
-            d = _find(train, model=model, task=task, method=method, padding="dynamic", engine=engine)
-            m = _find(train, model=model, task=task, method=method, padding="max_length", engine=engine)
+            d = _find(train, model=model, task=task, method=method, padding="dynamic", precision=prec, engine=engine)
+            m = _find(train, model=model, task=task, method=method, padding="max_length", precision=prec,
+                      engine=engine)
             if d and m:
                 out["padding"].append({
-                    "model": model, "task": task, "method": method, "engine": engine,
+                    "model": model, "task": task, "method": method, "engine": engine, "precision": prec,
                     "dynamic_examples_per_s": d["examples_per_s"], "max_length_examples_per_s": m["examples_per_s"],
                     "speedup": _ratio(d["examples_per_s"], m["examples_per_s"]),
                     "speedup_cpu": _ratio(d["examples_per_cpu_s"], m["examples_per_cpu_s"])})
-    for model, task in sorted({k[:2] for k in keys}):
-        for padding in ("max_length", "dynamic"):
-            lora = _find(train, model=model, task=task, method="lora", padding=padding, engine="suite")
-            full = _find(train, model=model, task=task, method="full", padding=padding, engine="suite")
-            if lora and full:
-                out["memory"].append({"model": model, "task": task, "padding": padding,
-                                      "lora_peak_mem_mb": lora["peak_mem_mb"], "full_peak_mem_mb": full["peak_mem_mb"],
-                                      "saved_mb": full["peak_mem_mb"] - lora["peak_mem_mb"],
-                                      "lora_above_start_mb": lora["peak_mem_mb"] - lora["mem_before_steps_mb"],
-                                      "full_above_start_mb": full["peak_mem_mb"] - full["mem_before_steps_mb"]})
+    for model, task, method, padding in sorted({k[:4] for k in keys}):
+        for engine in ("suite", "baseline"):
+            lo = _find(train, model=model, task=task, method=method, padding=padding, precision="bf16", engine=engine)
+            hi = _find(train, model=model, task=task, method=method, padding=padding, precision="fp32", engine=engine)
+            if lo and hi:
+                out["precision"].append({
+                    "model": model, "task": task, "method": method, "padding": padding, "engine": engine,
+                    "bf16_examples_per_s": lo["examples_per_s"], "fp32_examples_per_s": hi["examples_per_s"],
+                    "speedup": _ratio(lo["examples_per_s"], hi["examples_per_s"]),
+                    "speedup_cpu": _ratio(lo["examples_per_cpu_s"], hi["examples_per_cpu_s"])})
+    for model, task, padding, prec in sorted({(k[0], k[1], k[3], k[4]) for k in keys}):
+        lora = _find(train, model=model, task=task, method="lora", padding=padding, precision=prec, engine="suite")
+        full = _find(train, model=model, task=task, method="full", padding=padding, precision=prec, engine="suite")
+        if lora and full:
+            out["memory"].append({"model": model, "task": task, "padding": padding, "precision": prec,
+                                  "lora_peak_mem_mb": lora["peak_mem_mb"], "full_peak_mem_mb": full["peak_mem_mb"],
+                                  "saved_mb": full["peak_mem_mb"] - lora["peak_mem_mb"],
+                                  "lora_above_start_mb": lora["peak_mem_mb"] - lora["mem_before_steps_mb"],
+                                  "full_above_start_mb": full["peak_mem_mb"] - full["mem_before_steps_mb"]})
     s = _find(records, kind="decode", engine="suite")
     b = _find(records, kind="decode", engine="baseline")
     h = _find(records, kind="decode", engine="hf_batched")
@@ -231,11 +263,13 @@ def comparisons(records: list[dict]) -> dict:
     return out
 
 
-def add_roofline(records: list[dict], peak_flops: float) -> None:
+def add_roofline(records: list[dict], peaks: dict[str, float]) -> None:
+    """Each training record against the measured matmul peak of the precision it trained in."""
     for r in records:
         if r.get("kind") == "train" and r.get("status") == "ok":
-            r["matmul_peak_flops_per_s"] = peak_flops
-            r["fraction_of_matmul_peak"] = r["flops_per_s"] / peak_flops
+            peak = peaks.get(r.get("precision", "fp32"))
+            r["matmul_peak_flops_per_s"] = peak
+            r["fraction_of_matmul_peak"] = r["flops_per_s"] / peak if peak else None
 
 
 def with_machine(records: list[dict], machine: dict) -> list[dict]:

@@ -89,6 +89,21 @@ def matmul_peak_flops(device: str, n: int = 1024, repeats: int = 10, dtype=torch
     return 2.0 * n ** 3 / best
 
 
+PEAK_SIZES = {"cpu": (512, 1024, 2048), "cuda": (8192,)}   # a GPU needs a large product to reach its peak
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_peaks(device: str, precisions) -> dict[str, dict]:
+    """{precision name: {"flops_per_s", "n"}}: the best n^3 matmul rate over PEAK_SIZES, per precision."""
+    sizes = PEAK_SIZES.get(torch.device(device).type, (1024,))
+    out = {}
+    for name in precisions:
+        rates = {n: matmul_peak_flops(device, n=n, dtype=PRECISION_DTYPES[name]) for n in sizes}
+        n = max(rates, key=rates.get)
+        out[name] = {"flops_per_s": rates[n], "n": n}
+    return out
+
+
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

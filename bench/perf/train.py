@@ -16,8 +16,9 @@ difference is the engine. The suite's dynamic batches are length-grouped (`group
 max_length batches are a plain seeded shuffle.
 
 Both engines get the same base model (same weights), the same tokenised examples, batch size, learning rate,
-schedule (linear, no warmup), weight decay 0, gradient clipping at 1.0 and precision (`precision`: fp32 on CPU,
-bf16 autocast on a GPU that supports it, for both).
+schedule (linear, no warmup), weight decay 0, gradient clipping at 1.0 and precision (`TrainCase.precision`: fp32,
+or bf16 autocast for both: the suite through `bench.train` (frozen matmul weights stored in bf16,
+`bench.precision.keep_frozen_in`), Trainer with `bf16=True`, on a CPU as on a GPU).
 """
 from __future__ import annotations
 
@@ -52,22 +53,19 @@ class TrainCase:
     lr: float = 1e-4              # peak learning rate, linear decay, no warmup
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"       # no (fp32) | bf16 | auto (bench.precision.resolve_precision on `device`)
     method_set: tuple[str, ...] = field(default_factory=tuple)  # `--set`-style overrides of the method
 
     @property
     def label(self) -> str:
-        return f"{self.engine}/{self.method}/{self.padding}"
+        return f"{self.engine}/{self.method}/{self.padding}/{self.precision}"
 
 
-def precision(device: str) -> str:
-    """The mixed precision both engines train in: "bf16" on a bf16-capable CUDA device, else "no" (fp32)."""
-    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+def case_precision(case: TrainCase) -> str:
+    """The mixed precision both engines train a case in: "bf16" or "no" (fp32)."""
+    from bench.precision import resolve_precision
 
-
-def _model_kind(task) -> str:
-    return "generate" if task.kind == "generate" else task.kind
+    return resolve_precision(case.precision, case.device)
 
 
 def _encoded(case: TrainCase, task, tokenizer):
@@ -113,9 +111,9 @@ def _run_suite(case, task, model, tokenizer, encoded):
     recorder = StepRecorder(loader.collate_fn)
     loader.collate_fn = recorder
     cfg = TrainConfig(lr=case.lr, batch_size=case.batch_size, max_length=case.max_length, warmup_ratio=0.0,
-                      weight_decay=0.0, max_grad_norm=1.0, mixed_precision=precision(case.device))
+                      weight_decay=0.0, max_grad_norm=1.0, mixed_precision=case_precision(case))
     with PeakMemory(case.device) as mem:
-        train_steps(model, loader, kind=_model_kind(task), cfg=cfg, max_steps=_total_steps(case))
+        train_steps(model, loader, kind=task.kind, cfg=cfg, max_steps=_total_steps(case))
     return model, recorder, mem, "torch.optim.AdamW (bench.train.make_optimizer)"
 
 
@@ -186,6 +184,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
     from transformers import Trainer, TrainingArguments
 
     from bench.models import make_method
+    from bench.precision import allow_precision
     from methods import arch_of
 
     method = make_method(case.method, list(case.method_set))
@@ -208,10 +207,11 @@ def _run_baseline(case, task, model, tokenizer, encoded):
             learning_rate=case.lr, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
             logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none", seed=case.seed,
             dataloader_num_workers=0, use_cpu=case.device == "cpu", disable_tqdm=True,
-            bf16=precision(case.device) == "bf16",
+            bf16=case_precision(case) == "bf16",
             remove_unused_columns=False,
             train_sampling_strategy="sequential",  # the suite's batches, in the suite's order
         )
+        allow_precision(case_precision(case))
         trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(_rows(encoded, order)),
                           data_collator=recorder, processing_class=tokenizer)
         with PeakMemory(case.device) as mem:
@@ -226,6 +226,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
 def run_train_case(case: TrainCase) -> dict:
     """Build, train and time one case; returns its record (see docs/perf.md for the fields)."""
     from bench.models import load_model
+    from bench.precision import precision_name
     from bench.tasks import get_task
 
     if case.engine not in ENGINES:
@@ -234,7 +235,7 @@ def run_train_case(case: TrainCase) -> dict:
         raise ValueError(f"padding must be one of {PADDINGS}, got {case.padding!r}")
     task = get_task(case.task)
     torch.manual_seed(case.seed)
-    model, tokenizer = load_model(case.model, kind=_model_kind(task), num_labels=max(task.num_labels, 2),
+    model, tokenizer = load_model(case.model, kind=task.kind, num_labels=max(task.num_labels, 2),
                                   model_dir=case.model_dir)
     encoded = _encoded(case, task, tokenizer)
     run = _run_suite if case.engine == "suite" else _run_baseline
@@ -246,7 +247,8 @@ def run_train_case(case: TrainCase) -> dict:
     flops = step_flops(p_all, p_train, window["padded_tokens"])
     return {
         "kind": "train", "engine": case.engine, "method": case.method, "padding": case.padding,
-        "model": case.model, "task": case.task, "batch_size": case.batch_size, "steps": case.steps,
+        "model": case.model, "task": case.task, "precision": precision_name(case_precision(case)),
+        "batch_size": case.batch_size, "steps": case.steps,
         "warmup_steps": case.warmup, "max_length": case.max_length,
         "examples_per_s": window["examples"] / seconds, "tokens_per_s": window["tokens"] / seconds,
         "examples_per_cpu_s": window["examples"] / window["cpu_seconds"],
