@@ -3,18 +3,31 @@ length-sorted (`bench.decode.generate.generate_ids`, the suite: our own beam sea
 at a time with plain Hugging Face `model.generate` calls (the papers' scripts, the baseline), same model, protocol
 and inputs; a third record (engine `hf_batched`) runs `model.generate` on the suite's length-sorted, left-padded
 batches, to separate what batching gives from what our search gives. Outputs are compared token for token with
-the baseline's."""
+the baseline's.
+
+Engines run interleaved: repeat r runs them in order (suite, hf_batched, baseline) when r is even and reversed
+when odd (ABBA), each after an untimed two-token warm-up, and the fastest repeat of each is kept (interference
+from other jobs only slows a run down); every repeat's seconds and the load average are in the record.
+
+The entry point for other scripts (a GPU check): `run_decode_case(DecodeCase(device="cuda", precision="bf16",
+...))` returns the records; nothing in it assumes a CPU.
+"""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import LogitsProcessorList
 
-from bench.decode.generate import BanTokens, generate_ids, generation_config, newline_token_ids, pick_engine
+from bench.decode.generate import (
+    generate_ids, generation_config, hf_processors, newline_token_ids, pick_engine,
+)
 from bench.perf.measure import PeakMemory
+
+ENGINES = ("suite", "hf_batched", "baseline")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -29,20 +42,40 @@ class DecodeCase:
     seed: int = 0
     device: str = "cpu"
     random_weights: bool = False  # the named architecture with random weights and the byte-level tokenizer
+    precision: str = "fp32"       # fp32 | bf16: the model's weights and activations, the same for every engine
+    repeats: int = 2              # timed runs per engine, interleaved ABBA; the fastest is kept
+    engines: tuple[str, ...] = ENGINES   # which to run; identical_outputs needs the baseline
+    # overrides of the task's Decoding, as (field, value) pairs (a dict is accepted), e.g. {"max_new_tokens": 20}
+    decoding: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "engines", tuple(self.engines))
+        pairs = self.decoding.items() if isinstance(self.decoding, dict) else self.decoding
+        object.__setattr__(self, "decoding", tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v)
+                                                          for k, v in pairs)))
+        unknown = [e for e in self.engines if e not in ENGINES]
+        if unknown or not self.engines:
+            raise ValueError(f"decode case engines must be some of {', '.join(ENGINES)}, got {self.engines!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"decode case precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.repeats < 1:
+            raise ValueError(f"decode case repeats must be >= 1, got {self.repeats}")
 
 
 def _random_model(name: str):
-    """`name`'s architecture (bench.models literal config) with random weights and the tiny byte-level GPT-2
-    tokenizer's vocabulary: decoding speed at a real size without a download (outputs are meaningless)."""
+    """`name`'s architecture (bench.models literal config) with random weights and the tiny byte-level
+    tokenizer's vocabulary of its family: decoding speed at a real size without a download (outputs are
+    meaningless)."""
     from transformers import AutoModelForCausalLM
 
     from bench.models import model_config, model_info
     from bench.tiny_tokenizer import tiny_tokenizer
+    from methods.base import ARCHES
 
     info = model_info(name)
-    if info.family != "gpt2":
-        raise ValueError(f"--random-weights: {name} is not a GPT-2 model")
-    tokenizer = tiny_tokenizer("gpt2")
+    if not ARCHES[info.family].decoder:
+        raise ValueError(f"--random-weights: {name} is not a decoder model ({info.family})")
+    tokenizer = tiny_tokenizer(info.family)
     config = model_config(name, kind="generate")
     config.vocab_size = len(tokenizer)
     config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
@@ -54,20 +87,33 @@ def _baseline_ids(model, tokenizer, sources, decoding, device) -> list[list[int]
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
     config = generation_config(decoding, eos_id=eos, pad_id=pad)
-    processors = LogitsProcessorList([BanTokens(newline_token_ids(tokenizer))] if decoding.ban_newlines else [])
+    banned = sorted(set(newline_token_ids(tokenizer) if decoding.ban_newlines else ()) | set(decoding.banned_token_ids))
     out = []
     model.eval()
     with torch.inference_mode():
         for src in sources:
             ids = torch.tensor([src], dtype=torch.long, device=device)
+            processors = hf_processors(decoding, banned, eos, torch.zeros(1, dtype=torch.long))
             seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
                                  logits_processor=processors)[0, ids.shape[1]:].tolist()
             out.append(seq[:seq.index(eos)] if eos in seq else seq)
     return out
 
 
+def _run(engine: str, model, tokenizer, sources, decoding, device) -> list[list[int]]:
+    if engine == "baseline":
+        return _baseline_ids(model, tokenizer, sources, decoding, device)
+    return generate_ids(model, tokenizer, sources, decoding, device=device, progress=False,
+                        engine="auto" if engine == "suite" else "hf")
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def run_decode_case(case: DecodeCase) -> list[dict]:
-    """Three records (suite batched, hf_batched, baseline batch-1) with inputs/s, generated tokens/s and
+    """One record per engine (suite batched, hf_batched, baseline batch-1) with inputs/s, generated tokens/s and
     identical_outputs (token for token equal to the baseline's)."""
     from bench.data import encode_generation_sources, load_split
     from bench.models import load_model
@@ -76,7 +122,7 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
     task = get_task(case.task)
     if task.decoding is None:
         raise ValueError(f"task {task.name} has no decoding protocol (not a generation task)")
-    decoding = task.decoding
+    decoding = dataclasses.replace(task.decoding, **dict(case.decoding))
     if case.batch_size:
         decoding = dataclasses.replace(decoding, batch_size=case.batch_size)
     torch.manual_seed(case.seed)
@@ -84,40 +130,52 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
         model, tokenizer = _random_model(case.model)
     else:
         model, tokenizer = load_model(case.model, kind="generate", model_dir=case.model_dir)
-    model.to(case.device).eval()
+    model.to(device=case.device, dtype=PRECISIONS[case.precision]).eval()
     examples = load_split(task, case.split, case.data_dir)[: case.inputs]
     sources = encode_generation_sources(tokenizer, task, examples)
-    newline_token_ids(tokenizer)  # computed once, outside both timings
+    newline_token_ids(tokenizer)  # computed once, outside every timing
+    if "baseline" in case.engines and decoding.score_length != "generated":
+        raise ValueError(f"decoding.score_length={decoding.score_length!r}: model.generate (the baseline) scores "
+                         f"by generated length; measure without the baseline engine")
 
-    runs = {}
-    for engine in ("suite", "hf_batched", "baseline"):
-        with PeakMemory(case.device) as mem:
-            start, cpu_start = time.perf_counter(), time.process_time()
-            if engine == "baseline":
-                ids = _baseline_ids(model, tokenizer, sources, decoding, case.device)
-            else:
-                ids = generate_ids(model, tokenizer, sources, decoding, device=case.device, progress=False,
-                                   engine="auto" if engine == "suite" else "hf")
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        runs[engine] = (ids, seconds, cpu, mem)
-    reference = runs["baseline"][0]
+    runs: dict[str, list] = {e: [] for e in case.engines}
+    warm = dataclasses.replace(decoding, max_new_tokens=min(2, decoding.max_new_tokens))
+    for r in range(case.repeats):
+        for engine in case.engines if r % 2 == 0 else tuple(reversed(case.engines)):
+            _run(engine, model, tokenizer, sources[:1], warm, case.device)
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            with PeakMemory(case.device) as mem:
+                _sync(case.device)
+                start, cpu_start = time.perf_counter(), time.process_time()
+                ids = _run(engine, model, tokenizer, sources, decoding, case.device)
+                _sync(case.device)
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            runs[engine].append((ids, seconds, cpu, mem, load))
+    reference = runs["baseline"][0][0] if "baseline" in runs else None
     suite_engine = pick_engine(model, decoding)
     records = []
-    for engine, (ids, seconds, cpu, mem) in runs.items():
+    for engine, repeats in runs.items():
+        ids, seconds, cpu, mem, _ = min(repeats, key=lambda run: run[1])
         generated = sum(len(r) for r in ids)
         batched = engine != "baseline"
         records.append({
             "kind": "decode", "engine": engine, "method": "none", "padding": "dynamic" if batched else "none",
             "search": {"suite": suite_engine, "hf_batched": "hf", "baseline": "hf"}[engine],
             "model": case.model + (" (random weights)" if case.random_weights else ""), "task": case.task,
+            "precision": case.precision, "device": case.device,
             "batch_size": decoding.batch_size if batched else 1,
             "inputs": len(sources), "num_beams": decoding.num_beams, "max_new_tokens": decoding.max_new_tokens,
+            "score_length": decoding.score_length,
             "inputs_per_s": len(sources) / seconds, "examples_per_s": len(sources) / seconds,
             "tokens_per_s": generated / seconds, "generated_tokens": generated,
             "inputs_per_cpu_s": len(sources) / cpu, "examples_per_cpu_s": len(sources) / cpu, "cpu_seconds": cpu,
             "mean_source_tokens": sum(len(s) for s in sources) / len(sources), "seconds": seconds,
+            "repeat_seconds": [run[1] for run in repeats], "repeat_cpu_seconds": [run[2] for run in repeats],
+            "repeat_load1": [run[4] for run in repeats],
+            "same_outputs_every_repeat": all(run[0] == repeats[0][0] for run in repeats),
             "peak_mem_mb": mem.peak_mb, "mem_before_steps_mb": mem.start_mb, "mem_measure": mem.kind,
-            "identical_outputs": ids == reference,
-            "identical_rows": sum(a == b for a, b in zip(ids, reference)), "case": asdict(case),
+            "identical_outputs": None if reference is None else ids == reference,
+            "identical_rows": None if reference is None else sum(a == b for a, b in zip(ids, reference)),
+            "case": asdict(case),
         })
     return records
