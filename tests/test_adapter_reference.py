@@ -253,7 +253,7 @@ def test_bert_init_statistics():
     apply_method(model, Adapter(kind="houlsby", bottleneck=32, init="bert"))
     found = [m for m in model.modules() if isinstance(m, BottleneckAdapter)]
     for part in ("down", "up"):
-        w = torch.cat([getattr(a, part).weight.flatten() for a in found])
+        w = torch.cat([getattr(a, part).weight.detach().flatten() for a in found])
         assert abs(float(w.std()) - 0.02) < 0.002 and abs(float(w.mean())) < 0.002
         assert all(torch.count_nonzero(getattr(a, part).bias) == 0 for a in found)
     x = batch()
