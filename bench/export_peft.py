@@ -3,6 +3,7 @@ base architecture, our trained tensors are copied into its adapter (and the head
 PEFT's `save_pretrained` writes `adapter_config.json` + `adapter_model.safetensors`. See `bench/export.py`."""
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -39,11 +40,13 @@ def write_peft(model: nn.Module, arch, method, spec, task, out: Path) -> str:
         config, fill = _prompt(peft, model, method, task_type)
     else:
         raise ValueError(f"export: no PEFT writer for {method.name}")
-    peft_model = peft.get_peft_model(base, config)
-    with torch.no_grad():
-        fill(peft_model)
-    peft_model.peft_config["default"].base_model_name_or_path = model_info(spec.model).hub_id
-    peft_model.save_pretrained(str(out))
+    with warnings.catch_warnings():            # PEFT's own deprecation notices about transformers 5 names
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = peft.get_peft_model(base, config)
+        with torch.no_grad():
+            fill(peft_model)
+        peft_model.peft_config["default"].base_model_name_or_path = model_info(spec.model).hub_id
+        peft_model.save_pretrained(str(out))
     return config.peft_type.value
 
 
