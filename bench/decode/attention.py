@@ -1,21 +1,19 @@
 """The key/value cache of our beam search and the attention of one decoding step (`bench.decode.beam`).
 
-Per layer the cache holds
-  * the context of each input, shared by its beams: the methods' keys/values (prefix tuning's, one copy for all
-    inputs), the soft prompt and the source, as one tensor of keys stored transposed, (inputs, heads, d_head,
-    context), and one of values, (inputs, heads, context, d_head), both contiguous, so that a step multiplies the
-    beams' queries with them without a copy;
-  * the generated tokens' keys and values in preallocated buffers, keys (inputs, heads, d_head, steps x beams)
-    and values (inputs, heads, steps x beams, d_head): step t writes the keys/values of the token each beam slot
-    b runs at column t x beams + b, and nothing is ever moved. A beam's history is a path through these slots:
-    `ancestors` (inputs, beams, steps) names, for every beam and earlier step, the slot that holds its token
-    there, and a beam reorder only reorders that small index. The attention of a step multiplies each beam's
-    query with the generated keys of all beams of its input (one matmul per input and head), picks each beam's
-    own path from the scores (`take_along_dim`), and multiplies its probabilities, scattered back onto the
-    slots, with the values: num_beams times the arithmetic of the generated part (small next to the source),
-    no copy of any history.
-The attention of a step runs as the attention implementation `peft_bench_beam` (registered with transformers'
-attention interface) while `decoding_steps` is active; everything else in the forward is the model's own.
+Per layer the cache is one buffer of keys, stored transposed, (inputs, heads, d_head, context + steps x beams),
+and one of values, (inputs, heads, context + steps x beams, d_head):
+  * the first `context` columns hold each input's context, shared by its beams: the methods' keys/values
+    (prefix tuning's), the soft prompt and the source;
+  * step t writes the keys/values of the token each beam slot b runs at column context + t x beams + b, and
+    nothing is ever moved. A beam's history is a path through these slots: `ancestors` (inputs, beams, steps)
+    names, for every beam and earlier step, the slot that holds its token there, and a beam reorder only
+    reorders that small index.
+A step's attention is then three batched operations per layer: every beam's query against all filled columns of
+its input (`baddbmm`, with an additive bias that is 0 on the beam's own path and real context keys and -inf
+elsewhere, built once per step for all layers), the softmax, and the product with the values (off-path columns
+weigh exactly 0). The generated part costs num_beams times its arithmetic, small next to the source; no history
+is copied. It runs as the attention implementation `peft_bench_beam` (registered with transformers' attention
+interface) while `decoding_steps` is active; everything else in the forward is the model's own.
 """
 from __future__ import annotations
 
@@ -35,23 +33,27 @@ class Layer:
     """One layer's keys and values (see the module docstring)."""
 
     def __init__(self, ctx_k: torch.Tensor, ctx_v: torch.Tensor, beams: int, steps: int):
-        # ctx_k, ctx_v: (inputs, heads, context, d_head), any strides
-        self.ctx_kt = ctx_k.transpose(-1, -2).contiguous()            # (inputs, heads, d_head, context)
-        self.ctx_v = ctx_v.contiguous()
-        inputs, heads, _, dh = ctx_k.shape
-        self.gen_kt = ctx_k.new_empty((inputs, heads, dh, steps * beams))
-        self.gen_v = ctx_k.new_empty((inputs, heads, steps * beams, dh))
+        inputs, heads, context, dh = ctx_k.shape                      # ctx_k, ctx_v: any strides
+        self.context = context
+        self.kt = ctx_k.new_empty((inputs, heads, dh, context + steps * beams))
+        self.v = ctx_k.new_empty((inputs, heads, context + steps * beams, dh))
+        self.kt[..., :context] = ctx_k.transpose(-1, -2)
+        self.v[:, :, :context] = ctx_v
 
-    def keep_inputs(self, keep: torch.Tensor) -> None:
-        self.ctx_kt, self.ctx_v = self.ctx_kt.index_select(0, keep), self.ctx_v.index_select(0, keep)
-        self.gen_kt, self.gen_v = self.gen_kt.index_select(0, keep), self.gen_v.index_select(0, keep)
+    def keep_inputs(self, keep: torch.Tensor, filled: int) -> None:
+        """Only inputs `keep` stay; the first `filled` columns are copied."""
+        kt = self.kt.new_empty((keep.shape[0], *self.kt.shape[1:]))
+        v = self.v.new_empty((keep.shape[0], *self.v.shape[1:]))
+        torch.index_select(self.kt[..., :filled], 0, keep, out=kt[..., :filled])
+        torch.index_select(self.v[:, :, :filled], 0, keep, out=v[:, :, :filled])
+        self.kt, self.v = kt, v
 
 
 def context_layers(model, cache_layers, key_mask: torch.Tensor, beams: int, steps: int) -> tuple[list[Layer],
                                                                                                   torch.Tensor]:
     """Layers from the prefill's cache (one row per input, prompt + source positions, as `key_mask` marks them
     real) with the methods' extra keys/values put in front, and the additive bias of the context keys
-    ((inputs, 1, 1, context): 0 on real keys, -inf on padding) in the keys' dtype."""
+    ((inputs, 1, context): 0 on real keys, -inf on padding) in the keys' dtype."""
     from methods.base import arch_of, blocks_of, get_module
 
     arch = arch_of(model)
@@ -72,21 +74,32 @@ def context_layers(model, cache_layers, key_mask: torch.Tensor, beams: int, step
         elif extra:
             raise RuntimeError("methods add key/value positions to some layers only")
         layers.append(Layer(k, v, beams, steps))
-    dtype = layers[0].ctx_v.dtype
+    dtype = layers[0].v.dtype
     bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
     bias.masked_fill_(~key_mask, float("-inf"))
     if extra:
         bias = torch.cat([bias.new_zeros(inputs, extra), bias], dim=1)
-    return layers, bias[:, None, None, :]
+    return layers, bias[:, None, :]
+
+
+def step_bias(ctx_bias: torch.Tensor, path: torch.Tensor, heads: int) -> torch.Tensor:
+    """The additive attention bias of step t for every layer, (inputs x heads, beams, context + (t+1) x beams):
+    the context's (0 on real keys, -inf on padding) and, on the generated columns, 0 where column
+    context + s x beams + path[i, b, s] (the beam's own token at step s) and -inf elsewhere."""
+    inputs, beams, steps = path.shape
+    gen = ctx_bias.new_full((inputs, beams, steps * beams), float("-inf"))
+    columns = path + torch.arange(steps, device=path.device) * beams
+    gen.scatter_(-1, columns, 0.0)
+    bias = torch.cat([ctx_bias.expand(inputs, beams, ctx_bias.shape[-1]), gen], dim=-1)
+    return bias[:, None].expand(inputs, heads, beams, bias.shape[-1]).reshape(inputs * heads, beams, -1)
 
 
 @dataclass
 class Step:
     layers: list[Layer]
-    ctx_bias: torch.Tensor           # (inputs, 1, 1, context): 0 where a context key is real, -inf on padding
+    bias: torch.Tensor               # `step_bias` of this step
     beams: int
     t: int                           # the step this forward runs (its tokens go to slots t x beams + b)
-    path: torch.Tensor               # (inputs, 1, beams, t + 1, 1): slot of each beam's token at steps 0..t
 
 
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
@@ -96,24 +109,17 @@ def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, 
     layer = step.layers[module.layer_idx]
     rows, heads, _, dh = query.shape                                   # query: (rows, heads, 1, d_head)
     beams, t = step.beams, step.t
-    inputs, width = rows // beams, (step.t + 1) * step.beams
-    columns = slice(t * beams, width)
-    layer.gen_kt[:, :, :, columns] = key.view(inputs, beams, heads, dh).permute(0, 2, 3, 1)
-    layer.gen_v[:, :, columns] = value.view(inputs, beams, heads, dh).transpose(1, 2)
+    inputs, start = rows // beams, layer.context + step.t * step.beams
+    width = start + beams
+    layer.kt[..., start:width] = key.view(inputs, beams, heads, dh).permute(0, 2, 3, 1)
+    layer.v[:, :, start:width] = value.view(inputs, beams, heads, dh).transpose(1, 2)
     scale = dh ** -0.5 if scaling is None else scaling
-    q = query.view(inputs, beams, heads, dh).transpose(1, 2)             # (inputs, heads, beams, d_head)
-    ctx = torch.matmul(q, layer.ctx_kt)                                 # (inputs, heads, beams, context)
-    every = torch.matmul(q, layer.gen_kt[..., :width])                  # (inputs, heads, beams, width)
-    gen = torch.take_along_dim(every.view(inputs, heads, beams, t + 1, beams), step.path, dim=-1)
-    c = ctx.shape[-1]
-    scores = torch.cat([ctx, gen.view(inputs, heads, beams, t + 1)], dim=-1).mul_(scale)
-    scores[..., :c] += step.ctx_bias
+    q = query.view(inputs, beams, heads, dh).transpose(1, 2).reshape(inputs * heads, beams, dh)
+    kt = layer.kt.view(inputs * heads, dh, -1)[..., :width]
+    scores = torch.baddbmm(step.bias, q, kt, alpha=scale)              # (inputs x heads, beams, width)
     probs = torch.softmax(scores, dim=-1)
-    out = torch.matmul(probs[..., :c], layer.ctx_v)                     # (inputs, heads, beams, d_head)
-    on_slots = probs.new_zeros((inputs, heads, beams, t + 1, beams))
-    on_slots.scatter_(-1, step.path.expand(inputs, heads, beams, t + 1, 1), probs[..., c:, None])
-    out += torch.matmul(on_slots.view(inputs, heads, beams, width), layer.gen_v[:, :, :width])
-    return out.transpose(1, 2).reshape(rows, 1, heads, dh), None        # (rows, 1, heads, d_head)
+    out = torch.bmm(probs, layer.v.view(inputs * heads, -1, dh)[:, :width])
+    return out.view(inputs, heads, beams, dh).transpose(1, 2).reshape(rows, 1, heads, dh), None
 
 
 def _no_mask(*args, **kwargs):

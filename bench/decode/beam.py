@@ -38,7 +38,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.decode.attention import Step, context_layers, decoding_steps, set_step
+from bench.decode.attention import Step, context_layers, decoding_steps, set_step, step_bias
 from bench.decode.finished import NEG, Generated, Total
 from bench.decode.protocol import Decoding
 from methods.base import UnsupportedFamily, arch_of, blocks_of, get_module
@@ -140,6 +140,7 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
     if prompt_len:
         key_mask = torch.cat([key_mask.new_ones(inputs, prompt_len), key_mask], dim=1)
     layers, ctx_bias = context_layers(model, cache.layers, key_mask, beams, max_new)
+    heads = layers[0].kt.shape[1]
     del cache, out
     next_pos = src_len + prompt_len + offset                           # position of the first generated token
 
@@ -220,13 +221,13 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
                 src_tokens, next_pos, ctx_bias = src_tokens[rows], next_pos[rows], ctx_bias[rows]
                 eos_from = eos_from[rows]
                 for layer in layers:
-                    layer.keep_inputs(rows)
+                    layer.keep_inputs(rows, layer.context + g * beams)
                 n = alive.shape[0]
             # the beams' paths through the generated slots, then one forward for the chosen tokens
             if g > 0:
                 ancestors[:, :, :g] = torch.take_along_dim(ancestors[:, :, :g], run_parents[:, :, None], dim=1)
             ancestors[:, :, g] = own_slot
-            set_step(Step(layers, ctx_bias, beams, g, ancestors[:, None, :, :g + 1, None]))
+            set_step(Step(layers, step_bias(ctx_bias, ancestors[:, :, :g + 1], heads), beams, g))
             out = model(input_ids=run_tokens[:, :, g].reshape(-1, 1),
                         position_ids=(next_pos + g).repeat_interleave(beams)[:, None], use_cache=False)
             log_probs = F.log_softmax(out.logits[:, -1, :].to(dtype=torch.float32), dim=-1)
