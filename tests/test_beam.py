@@ -76,8 +76,8 @@ def test_settled_inputs_leave_the_batch_without_changing_results(tok, monkeypatc
     protocol = dataclasses.replace(PREFIX_TUNING, max_new_tokens=25, batch_size=12)
     dropped = []
     original = attention.Layer.keep_inputs
-    monkeypatch.setattr(attention.Layer, "keep_inputs", lambda self, keep: (dropped.append(len(keep)),
-                                                                             original(self, keep))[1])
+    monkeypatch.setattr(attention.Layer, "keep_inputs", lambda self, keep, filled: (
+        dropped.append(len(keep)), original(self, keep, filled))[1])
     ours = generate_ids(model, tok, src, protocol, progress=False, engine="own")
     reference = generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, engine="hf")
     assert ours == reference

@@ -66,6 +66,16 @@ def test_random_protocols_match_the_fork(tok, trial):
     assert ours == _fork(model, tok, src, protocol), protocol
 
 
+def test_method_cases_finish_at_different_lengths():
+    """Across the method cases, hypotheses end on EOS at several lengths and also run to the maximum, so the
+    finished-hypothesis bookkeeping is exercised."""
+    lengths = set()
+    for method in (None, "prompt", "adapter"):
+        *_, ours, _, _ = _methods_case(method)
+        lengths |= {len(r) for r in ours}
+    assert len(lengths) >= 3 and 15 in lengths and min(lengths) < 15
+
+
 def test_total_and_generated_scores_choose_differently(tok):
     """The two ways of counting the length pick different hypotheses on some inputs of the random protocols
     (same protocol otherwise), so the test above tells them apart."""
@@ -81,17 +91,17 @@ def test_total_and_generated_scores_choose_differently(tok):
     assert differ >= 3
 
 
-def _peaked_tiny_gpt2(method: str | None, seed: int = 0):
+def _peaked_tiny_gpt2(method: str | None, seed: int = 0, extra: tuple[str, ...] = ()):
     from bench.models import apply_method, load_model, make_method
 
     torch.manual_seed(seed)
     model, tok = load_model("tiny-gpt2", kind="generate")
     if method:
-        apply_method(model, make_method(method, ["length=3"] if method in ("prefix", "prompt") else []))
+        apply_method(model, make_method(method, (["length=3"] if method in ("prefix", "prompt") else []) + list(extra)))
     with torch.no_grad():  # peaked distributions and a likely EOS, so that beams finish at different lengths
         nn.init.normal_(model.transformer.wte.weight, std=0.3)
         model.transformer.ln_f.bias.normal_(std=0.5)
-        model.transformer.wte.weight[tok.eos_token_id] = 1.5 * model.transformer.ln_f.bias
+        model.transformer.wte.weight[tok.eos_token_id] = model.transformer.ln_f.bias
         for p in model.parameters():
             if p.requires_grad:  # the method's own parameters away from their neutral init
                 p.add_(torch.randn_like(p) * 0.3)
@@ -106,7 +116,7 @@ def _e2e_like_sources(tok, n=9):
 def _methods_case(method):
     model, tok = _peaked_tiny_gpt2(method)
     src = _e2e_like_sources(tok)
-    protocol = dataclasses.replace(PREFIX_TUNING_SCRIPT, max_new_tokens=15, batch_size=4,
+    protocol = dataclasses.replace(PREFIX_TUNING_SCRIPT, max_new_tokens=15, min_new_tokens=3, batch_size=4,
                                    banned_token_ids=(10, 44))   # "\n" and "," of the byte-level tokenizer
     ours = generate_ids(model, tok, src, protocol, progress=False)
     generated_protocol = dataclasses.replace(protocol, score_length="generated")
@@ -122,8 +132,7 @@ def test_methods_match_the_fork(method):
     torch.set_num_threads(1)
     model, tok, src, protocol, ours, generated, generated_protocol = _methods_case(method)
     assert ours == _fork(model, tok, src, protocol)
-    assert any(len(r) < protocol.max_new_tokens for r in ours)       # some hypotheses finished on EOS
-    assert not any({10, 44} & set(r) for r in ours)
+    assert all(len(r) >= 3 for r in ours) and not any({10, 44} & set(r) for r in ours)
     assert generated == generate_ids(model, tok, src, one_at_a_time(generated_protocol), progress=False,
                                      engine="hf")
 
@@ -227,3 +236,27 @@ def test_finished_hypotheses_break_ties_as_the_fork(seed):
         assert sorted((s, h[-1]) for s, h in ref.kept) == sorted(
             (float(fin.scores[i, j]), int(fin.tokens[i, j, 0])) for j in filled)
         assert fin.best(i) == [sorted(ref.kept, key=lambda x: x[0]).pop()[1][-1]]
+
+
+@pytest.mark.parametrize("score_length", ["generated", "total"])
+def test_prefix_with_the_released_codes_positions(score_length):
+    """Prefix tuning with shift_positions (real tokens at L..L+T-1, as the released code): the positions our
+    search builds add the prefix's offset, so batched decoding equals the fork's batch-1 search (which lets the
+    model number positions itself) or batch-1 `model.generate` and decoding without a cache."""
+    torch.set_num_threads(1)
+    model, tok = _peaked_tiny_gpt2("prefix", seed=1, extra=("shift_positions=true",))
+    assert position_offset(model) == 3
+    with torch.no_grad():
+        model.transformer.wpe.weight.normal_(std=0.6)   # positions matter
+    src = _e2e_like_sources(tok)
+    protocol = dataclasses.replace(PREFIX_TUNING_SCRIPT, max_new_tokens=12, min_new_tokens=3, batch_size=4,
+                                   banned_token_ids=(10,), score_length=score_length)
+    ours = generate_ids(model, tok, src, protocol, progress=False)
+    if score_length == "total":
+        assert ours == _fork(model, tok, src, protocol)
+    else:
+        assert ours == generate_ids(model, tok, src, one_at_a_time(protocol), progress=False, engine="hf")
+        assert ours == generate_ids(model, tok, src, protocol, progress=False, use_cache=False)
+    assert len({len(r) for r in ours}) > 2                  # hypotheses end at several lengths
+    model.prefix_encoder.position_offset = 0                # the same weights numbered from 0 decode otherwise
+    assert sum(a != b for a, b in zip(generate_ids(model, tok, src, protocol, progress=False), ours)) >= 3

@@ -1,15 +1,19 @@
 """The key/value cache of our beam search and the attention of one decoding step (`bench.decode.beam`).
 
-Per layer the cache holds
-  * the context of each input, shared by its beams: the methods' keys/values (prefix tuning's, one copy for all
-    inputs), the soft prompt and the source, as one tensor of keys stored transposed, (inputs, heads, d_head,
-    context), and one of values, (inputs, heads, context, d_head), both contiguous, so that a step multiplies the
-    beams' queries with them without a copy;
-  * the generated tokens' keys and values, one row per beam, in preallocated buffers (rows, heads, steps, d_head):
-    a step writes one column in place; the beam reorder copies the filled columns only, into a spare buffer that
-    is then swapped in.
-The attention of a step runs as the attention implementation `peft_bench_beam` (registered with transformers'
-attention interface) while `decoding_steps` is active; everything else in the forward is the model's own.
+Per layer the cache is one buffer of keys, stored transposed, (inputs, heads, d_head, context + steps x beams),
+and one of values, (inputs, heads, context + steps x beams, d_head):
+  * the first `context` columns hold each input's context, shared by its beams: the methods' keys/values
+    (prefix tuning's), the soft prompt and the source;
+  * step t writes the keys/values of the token each beam slot b runs at column context + t x beams + b, and
+    nothing is ever moved. A beam's history is a path through these slots: `ancestors` (inputs, beams, steps)
+    names, for every beam and earlier step, the slot that holds its token there, and a beam reorder only
+    reorders that small index.
+A step's attention is then three batched operations per layer: every beam's query against all filled columns of
+its input (`baddbmm`, with an additive bias that is 0 on the beam's own path and real context keys and -inf
+elsewhere, built once per step for all layers), the softmax, and the product with the values (off-path columns
+weigh exactly 0). The generated part costs num_beams times its arithmetic, small next to the source; no history
+is copied. It runs as the attention implementation `peft_bench_beam` (registered with transformers' attention
+interface) while `decoding_steps` is active; everything else in the forward is the model's own.
 """
 from __future__ import annotations
 
@@ -28,30 +32,28 @@ _LOCAL = threading.local()        # the step in progress (read by `_attention`)
 class Layer:
     """One layer's keys and values (see the module docstring)."""
 
-    def __init__(self, ctx_k: torch.Tensor, ctx_v: torch.Tensor, rows: int, steps: int):
-        # ctx_k, ctx_v: (inputs, heads, context, d_head), any strides
-        self.ctx_kt = ctx_k.transpose(-1, -2).contiguous()            # (inputs, heads, d_head, context)
-        self.ctx_v = ctx_v.contiguous()
-        shape = (rows, ctx_k.shape[1], steps, ctx_k.shape[3])
-        self.gen = [ctx_k.new_empty(shape), ctx_k.new_empty(shape)]    # keys, values: (rows, heads, steps, d_head)
-        self.spare = [ctx_k.new_empty(shape), ctx_k.new_empty(shape)]
+    def __init__(self, ctx_k: torch.Tensor, ctx_v: torch.Tensor, beams: int, steps: int):
+        inputs, heads, context, dh = ctx_k.shape                      # ctx_k, ctx_v: any strides
+        self.context = context
+        self.kt = ctx_k.new_empty((inputs, heads, dh, context + steps * beams))
+        self.v = ctx_k.new_empty((inputs, heads, context + steps * beams, dh))
+        self.kt[..., :context] = ctx_k.transpose(-1, -2)
+        self.v[:, :, :context] = ctx_v
 
-    def keep_inputs(self, keep: torch.Tensor) -> None:
-        self.ctx_kt, self.ctx_v = self.ctx_kt.index_select(0, keep), self.ctx_v.index_select(0, keep)
-
-    def reorder(self, rows: torch.Tensor, filled: int) -> None:
-        """Beam rows `rows` of the generated keys/values (first `filled` steps) become rows 0..len(rows)-1."""
-        n = rows.shape[0]
-        for i in range(2):
-            torch.index_select(self.gen[i][:, :, :filled], 0, rows, out=self.spare[i][:n, :, :filled])
-        self.gen, self.spare = self.spare, self.gen
+    def keep_inputs(self, keep: torch.Tensor, filled: int) -> None:
+        """Only inputs `keep` stay; the first `filled` columns are copied."""
+        kt = self.kt.new_empty((keep.shape[0], *self.kt.shape[1:]))
+        v = self.v.new_empty((keep.shape[0], *self.v.shape[1:]))
+        torch.index_select(self.kt[..., :filled], 0, keep, out=kt[..., :filled])
+        torch.index_select(self.v[:, :, :filled], 0, keep, out=v[:, :, :filled])
+        self.kt, self.v = kt, v
 
 
-def context_layers(model, cache_layers, key_mask: torch.Tensor, rows: int, steps: int) -> tuple[list[Layer],
-                                                                                                 torch.Tensor]:
+def context_layers(model, cache_layers, key_mask: torch.Tensor, beams: int, steps: int) -> tuple[list[Layer],
+                                                                                                  torch.Tensor]:
     """Layers from the prefill's cache (one row per input, prompt + source positions, as `key_mask` marks them
     real) with the methods' extra keys/values put in front, and the additive bias of the context keys
-    ((inputs, 1, 1, context): 0 on real keys, -inf on padding) in the keys' dtype."""
+    ((inputs, 1, context): 0 on real keys, -inf on padding) in the keys' dtype."""
     from methods.base import arch_of, blocks_of, get_module
 
     arch = arch_of(model)
@@ -71,49 +73,53 @@ def context_layers(model, cache_layers, key_mask: torch.Tensor, rows: int, steps
             extra = pk.shape[2]
         elif extra:
             raise RuntimeError("methods add key/value positions to some layers only")
-        layers.append(Layer(k, v, rows, steps))
-    dtype = layers[0].ctx_v.dtype
+        layers.append(Layer(k, v, beams, steps))
+    dtype = layers[0].v.dtype
     bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
     bias.masked_fill_(~key_mask, float("-inf"))
     if extra:
         bias = torch.cat([bias.new_zeros(inputs, extra), bias], dim=1)
-    return layers, bias[:, None, None, :]
+    return layers, bias[:, None, :]
+
+
+def step_bias(ctx_bias: torch.Tensor, path: torch.Tensor, heads: int) -> torch.Tensor:
+    """The additive attention bias of step t for every layer, (inputs x heads, beams, context + (t+1) x beams):
+    the context's (0 on real keys, -inf on padding) and, on the generated columns, 0 where column
+    context + s x beams + path[i, b, s] (the beam's own token at step s) and -inf elsewhere."""
+    inputs, beams, steps = path.shape
+    gen = ctx_bias.new_full((inputs, beams, steps * beams), float("-inf"))
+    columns = path + torch.arange(steps, device=path.device) * beams
+    gen.scatter_(-1, columns, 0.0)
+    bias = torch.cat([ctx_bias.expand(inputs, beams, ctx_bias.shape[-1]), gen], dim=-1)
+    return bias[:, None].expand(inputs, heads, beams, bias.shape[-1]).reshape(inputs * heads, beams, -1)
 
 
 @dataclass
 class Step:
     layers: list[Layer]
-    ctx_bias: torch.Tensor           # (inputs, 1, 1, context): 0 where a context key is real, -inf on padding
+    bias: torch.Tensor               # `step_bias` of this step
     beams: int
-    t: int                           # the generated-token slot this step writes
+    t: int                           # the step this forward runs (its tokens go to slots t x beams + b)
 
 
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                **kwargs):
-    """Attention of the new token of every beam over [context; generated tokens so far; itself]."""
+    """Attention of the new token of every beam over [context; its generated tokens so far; itself]."""
     step: Step = _LOCAL.step
     layer = step.layers[module.layer_idx]
     rows, heads, _, dh = query.shape                                   # query: (rows, heads, 1, d_head)
     beams, t = step.beams, step.t
-    inputs = rows // beams
-    gk, gv = layer.gen
-    gk[:rows, :, t] = key[:, :, 0]
-    gv[:rows, :, t] = value[:, :, 0]
-    gk, gv = gk[:rows, :, :t + 1], gv[:rows, :, :t + 1]
+    inputs, start = rows // beams, layer.context + step.t * step.beams
+    width = start + beams
+    layer.kt[..., start:width] = key.view(inputs, beams, heads, dh).permute(0, 2, 3, 1)
+    layer.v[:, :, start:width] = value.view(inputs, beams, heads, dh).transpose(1, 2)
     scale = dh ** -0.5 if scaling is None else scaling
-    q = query.view(inputs, beams, heads, dh).transpose(1, 2)             # (inputs, heads, beams, d_head)
-    ctx = torch.matmul(q, layer.ctx_kt)                                 # (inputs, heads, beams, context)
-    gen = torch.matmul(query, gk.transpose(-1, -2))                     # (rows, heads, 1, t+1)
-    gen = gen.view(inputs, beams, heads, t + 1).transpose(1, 2)
-    c = ctx.shape[-1]
-    scores = torch.cat([ctx, gen], dim=-1).mul_(scale)
-    scores[..., :c] += step.ctx_bias
+    q = query.view(inputs, beams, heads, dh).transpose(1, 2).reshape(inputs * heads, beams, dh)
+    kt = layer.kt.view(inputs * heads, dh, -1)[..., :width]
+    scores = torch.baddbmm(step.bias, q, kt, alpha=scale)              # (inputs x heads, beams, width)
     probs = torch.softmax(scores, dim=-1)
-    out = torch.matmul(probs[..., :c], layer.ctx_v)                     # (inputs, heads, beams, d_head)
-    p_gen = probs[..., c:].transpose(1, 2).reshape(rows, heads, 1, t + 1)
-    out_gen = torch.matmul(p_gen, gv).view(inputs, beams, heads, dh)    # (inputs, beams, heads, d_head)
-    out = out.transpose(1, 2).add_(out_gen)
-    return out.reshape(rows, 1, heads, dh), None                        # (rows, 1, heads, d_head)
+    out = torch.bmm(probs, layer.v.view(inputs * heads, -1, dh)[:, :width])
+    return out.view(inputs, heads, beams, dh).transpose(1, 2).reshape(rows, 1, heads, dh), None
 
 
 def _no_mask(*args, **kwargs):

@@ -8,8 +8,8 @@ copies it num_beams times: once to append the new token (`torch.cat`) and once t
   * the source is run once per input (not once per beam) through the model's own forward, and its keys and
     values (with the methods' prefix keys/values and soft prompt) stay one row per input; the beams' queries are
     batched against them;
-  * only the generated tokens' keys and values are kept per beam, in preallocated buffers: a step writes one
-    column in place, and the beam reorder copies the filled columns only;
+  * the generated tokens' keys and values are written once, in preallocated buffers, and never moved: a beam
+    reorder reorders a small index of which slot holds each beam's token at each step;
   * an input whose hypotheses can no longer change (its stopping rule) leaves the batch at once.
 
 The search step for step:
@@ -38,7 +38,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.decode.attention import Step, context_layers, decoding_steps, set_step
+from bench.decode.attention import Step, context_layers, decoding_steps, set_step, step_bias
 from bench.decode.finished import NEG, Generated, Total
 from bench.decode.protocol import Decoding
 from methods.base import UnsupportedFamily, arch_of, blocks_of, get_module
@@ -139,7 +139,8 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
     key_mask = mask.bool()
     if prompt_len:
         key_mask = torch.cat([key_mask.new_ones(inputs, prompt_len), key_mask], dim=1)
-    layers, ctx_bias = context_layers(model, cache.layers, key_mask, inputs * beams, max_new)
+    layers, ctx_bias = context_layers(model, cache.layers, key_mask, beams, max_new)
+    heads = layers[0].kt.shape[1]
     del cache, out
     next_pos = src_len + prompt_len + offset                           # position of the first generated token
 
@@ -165,7 +166,8 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
         fin = Generated(inputs, beams, max_new, decoding.length_penalty, eos_id, device)
     alive = torch.arange(inputs, device=device)                        # original index of each row still decoding
     results: list[list[int] | None] = [None] * inputs
-    beam_offsets = torch.arange(inputs, device=device)[:, None] * beams
+    ancestors = torch.empty((inputs, beams, max_new), dtype=torch.long, device=device)   # see attention.py
+    own_slot = torch.arange(beams, device=device)
 
     log_probs = F.log_softmax(logits, dim=-1)[:, None, :].expand(inputs, beams, vocab).reshape(inputs * beams, vocab)
     with decoding_steps(model):
@@ -214,19 +216,18 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
                 rows = (~settled).nonzero(as_tuple=True)[0]
                 alive, run_tokens, run_scores, run_parents = alive[rows], run_tokens[rows], run_scores[rows], \
                     run_parents[rows]
+                ancestors = ancestors[rows]
                 fin.keep(rows)
                 src_tokens, next_pos, ctx_bias = src_tokens[rows], next_pos[rows], ctx_bias[rows]
-                eos_from, beam_offsets = eos_from[rows], beam_offsets[rows]
+                eos_from = eos_from[rows]
                 for layer in layers:
-                    layer.keep_inputs(rows)
+                    layer.keep_inputs(rows, layer.context + g * beams)
                 n = alive.shape[0]
-            # beam reorder of the generated keys/values, then one forward for the chosen tokens
-            rows = (run_parents + beam_offsets).reshape(-1)
-            beam_offsets = torch.arange(n, device=device)[:, None] * beams
+            # the beams' paths through the generated slots, then one forward for the chosen tokens
             if g > 0:
-                for layer in layers:
-                    layer.reorder(rows, g)
-            set_step(Step(layers, ctx_bias, beams, g))
+                ancestors[:, :, :g] = torch.take_along_dim(ancestors[:, :, :g], run_parents[:, :, None], dim=1)
+            ancestors[:, :, g] = own_slot
+            set_step(Step(layers, step_bias(ctx_bias, ancestors[:, :, :g + 1], heads), beams, g))
             out = model(input_ids=run_tokens[:, :, g].reshape(-1, 1),
                         position_ids=(next_pos + g).repeat_interleave(beams)[:, None], use_cache=False)
             log_probs = F.log_softmax(out.logits[:, -1, :].to(dtype=torch.float32), dim=-1)

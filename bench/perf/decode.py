@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -179,3 +180,57 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
             "case": asdict(case),
         })
     return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.perf.decode [--field value ...] --out FILE`: one decoding case (DecodeCase fields; lists
+    comma-separated, `--decoding max_new_tokens=20,score_length=total`), records written as JSON with the
+    machine they ran on."""
+    import argparse
+    import json
+
+    from bench.perf.measure import load_average, machine
+
+    parser = argparse.ArgumentParser(prog="python -m bench.perf.decode", description=main.__doc__)
+    for f in dataclasses.fields(DecodeCase):
+        if f.type in ("bool", bool):
+            parser.add_argument("--" + f.name.replace("_", "-"), action="store_true")
+        else:
+            parser.add_argument("--" + f.name.replace("_", "-"), default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    args = vars(parser.parse_args(argv))
+    out, threads = args.pop("out"), args.pop("threads")
+    fields = {}
+    for f in dataclasses.fields(DecodeCase):
+        value = args[f.name]
+        if value is None or value is False:
+            continue
+        if f.name == "engines":
+            value = tuple(value.split(","))
+        elif f.name == "decoding":
+            pairs = [item.split("=", 1) for item in value.split(",")]
+            value = {k: int(v) if v.lstrip("-").isdigit() else v for k, v in pairs}
+        elif f.type in ("int", int):
+            value = int(value)
+        fields[f.name] = value
+    if threads:
+        torch.set_num_threads(threads)
+    case = DecodeCase(**fields)
+    before = load_average()
+    start = time.perf_counter()
+    records = run_decode_case(case)
+    info = dict(machine(case.device, threads), load_before=before, load_after=load_average(),
+                command="python -m bench.perf.decode " + " ".join(sys.argv[1:] if argv is None else argv),
+                wall_seconds=time.perf_counter() - start)
+    with open(out, "w") as fh:
+        json.dump([dict(r, machine=info) for r in records], fh, indent=1)
+    base = next((r for r in records if r["engine"] == "baseline"), None)
+    for r in records:
+        ratio = f", {r['inputs_per_s'] / base['inputs_per_s']:.2f}x batch-1" if base else ""
+        print(f"{r['engine']}: {r['inputs_per_s']:.3f} inputs/s{ratio}, identical rows {r['identical_rows']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
