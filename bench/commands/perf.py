@@ -23,7 +23,8 @@ def register(parser) -> None:
     parser.add_argument("--dynamic-steps", type=int, default=None,
                         help="timed steps of a dynamic-padding case (default 4 x --steps: shapes vary, steps are cheap)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them (default 2)")
-    parser.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="examples per step (default 32, what minilm-glue trains SST-2 with)")
     parser.add_argument("--max-length", type=int, default=128,
                         help="classification max length, the max_length padding width (default 128)")
     parser.add_argument("--gen-max-length", type=int, default=512,
