@@ -39,6 +39,9 @@ def register(parser) -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each paired training case, in ABBA order; the fastest is kept (default 2)")
     parser.add_argument("--decode-only", action="store_true", help="only the decoding case (no training cases)")
+    parser.add_argument("--no-decode", action="store_true", help="only the training cases (no decoding case)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the records of the kind not measured this time (train or decode) from --out")
     parser.add_argument("--random-weights", action="store_true",
                         help="decode with --gen-model's architecture, random weights and the byte-level tokenizer "
                              "(speed at a real size without a download)")
@@ -66,8 +69,10 @@ def run(args) -> int:
     import torch
 
     from bench.perf.measure import FLOPS_FORMULA, load_average, machine, matmul_peaks
-    from bench.perf.cases import Plan, add_roofline, comparisons, run_plan, with_machine
+    from bench.perf.cases import Plan, add_roofline, comparisons, merged, run_plan, with_machine
 
+    if args.decode_only and args.no_decode:
+        raise ConfigError("--decode-only and --no-decode exclude each other")
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or (args.dynamic_steps or 1) < 1 or args.repeats < 1:
         raise ConfigError("--steps, --dynamic-steps, --batch-size and --repeats must be >= 1 and --warmup >= 0")
     if args.random_weights:
@@ -86,7 +91,8 @@ def run(args) -> int:
                 gen_max_length=args.gen_max_length, examples=args.examples, decode_inputs=args.decode_inputs,
                 device=args.device, threads=args.threads, generation_training=not args.no_generation_training,
                 suite_only=not args.no_suite_only, decode_only=args.decode_only, repeats=args.repeats,
-                random_weights=args.random_weights, precisions=_precisions(args.precisions))
+                random_weights=args.random_weights, precisions=_precisions(args.precisions),
+                decode=not args.no_decode)
     _check_data(plan)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,6 +118,8 @@ def run(args) -> int:
                 flops_formula=FLOPS_FORMULA)
     records = with_machine(records, info)
     out = Path(args.out)
+    if args.merge and out.is_file():
+        records = merged(records, json.loads(out.read_text()))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(records, indent=1) + "\n")

@@ -51,6 +51,7 @@ class Plan:
     decode_only: bool = False        # only the decoding case
     random_weights: bool = False     # decode with gen_model's architecture, random weights, byte-level tokenizer
     precisions: tuple[str, ...] = () # "no" (fp32) and/or "bf16"; () = fp32, and bf16 where the device has it
+    decode: bool = True              # the decoding case (False: training cases only)
 
 
 def plan_precisions(plan: Plan) -> tuple[str, ...]:
@@ -160,7 +161,9 @@ def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None,
     if plan.repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {plan.repeats}")
     train = [] if plan.decode_only else train_cases(plan)
-    jobs: list[tuple[str, object]] = [("train", c) for c in train] + [("decode", decode_case(plan))]
+    jobs: list[tuple[str, object]] = [("train", c) for c in train]
+    if plan.decode or plan.decode_only:
+        jobs.append(("decode", decode_case(plan)))
     paired = {_pair_key(c) for c in train if c.engine == "baseline"}
     again = [("train", c) for c in train if _pair_key(c) in paired]
     for k in range(1, plan.repeats):
@@ -274,6 +277,13 @@ def add_roofline(records: list[dict], peaks: dict[str, float]) -> None:
 
 def with_machine(records: list[dict], machine: dict) -> list[dict]:
     return [dict(r, machine=machine) for r in records]
+
+
+def merged(records: list[dict], previous: list[dict]) -> list[dict]:
+    """This run's records plus the previous file's records of the kinds (train | decode) this run did not
+    measure: regenerating one part of a report keeps the other part as it was measured."""
+    kinds = {r.get("kind") for r in records}
+    return records + [r for r in previous if r.get("kind") not in kinds]
 
 
 def replace(plan: Plan, **changes) -> Plan:

@@ -5,7 +5,9 @@ How a training step is timed, the same way for both engines: the batch collate f
 `StepRecorder` that stamps the time and counts the examples, real (non-padding) tokens and padded tokens of
 every batch. A loop asks for batch k+1 right after finishing step k (or one batch ahead, when a loader
 prefetches; the spacing is then the same), so the interval between consecutive collate calls is one full step:
-data, forward, backward, optimizer. The first `warmup` steps are dropped.
+data, forward, backward, optimizer. The first `warmup` steps are dropped. On CUDA the recorder first waits for
+the device (`sync_cuda`): the host queues kernels ahead of the GPU, and a loop that never waits (the suite's)
+would otherwise be stamped before its steps ran, one that waits every step (Trainer's NaN check) after.
 
 Wall-clock throughput is what the records call examples_per_s. On a machine shared with other jobs the
 process CPU time of the same window is recorded too (`*_per_cpu_s`): it leaves out the time the process
@@ -148,8 +150,11 @@ class StepRecorder:
 
     collate: object
     stamps: list = field(default_factory=list)
+    sync_cuda: bool = False   # wait for the GPU before each stamp, so that a stamp closes the steps before it
 
     def __call__(self, *args, **kwargs):
+        if self.sync_cuda:
+            torch.cuda.synchronize()
         batch = self.collate(*args, **kwargs)
         mask = batch.get("attention_mask") if hasattr(batch, "get") else None
         ids = batch["input_ids"]

@@ -54,6 +54,7 @@ class TrainCase:
     seed: int = 0
     device: str = "cpu"
     precision: str = "auto"       # no (fp32) | bf16 | auto (bench.precision.resolve_precision on `device`)
+    random_weights: bool = False  # `model`'s architecture with random weights (bench.perf.shapes; no download)
     method_set: tuple[str, ...] = field(default_factory=tuple)  # `--set`-style overrides of the method
 
     @property
@@ -72,6 +73,9 @@ def _encoded(case: TrainCase, task, tokenizer):
     from bench.data import encode_classification, encode_generation_train, load_split
 
     examples = load_split(task, case.split, case.data_dir)
+    need = case.batch_size * _total_steps(case)
+    if len(examples) < need:  # a small split (the shipped fixtures) is repeated: the same lengths, enough batches
+        examples = [examples[i % len(examples)] for i in range(need)]
     n = min(case.examples or len(examples), len(examples))
     n -= n % case.batch_size  # full batches only, so that both engines cut the same batches
     if n < len(examples):
@@ -108,7 +112,7 @@ def _run_suite(case, task, model, tokenizer, encoded):
     apply_method(model, make_method(case.method, list(case.method_set)))
     model.to(case.device)
     loader = suite_loader(case, encoded, tokenizer)
-    recorder = StepRecorder(loader.collate_fn)
+    recorder = StepRecorder(loader.collate_fn, sync_cuda=torch.device(case.device).type == "cuda")
     loader.collate_fn = recorder
     cfg = TrainConfig(lr=case.lr, batch_size=case.batch_size, max_length=case.max_length, warmup_ratio=0.0,
                       weight_decay=0.0, max_grad_norm=1.0, mixed_precision=case_precision(case))
@@ -196,7 +200,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
                               "(it is in peft-bench's [test] extra)") from None
 
         model = get_peft_model(model, peft_config(method, arch_of(model), task.kind))
-    recorder = StepRecorder(_collator(case, task, tokenizer))
+    recorder = StepRecorder(_collator(case, task, tokenizer), sync_cuda=torch.device(case.device).type == "cuda")
     batches = suite_loader(case, encoded, tokenizer).batch_sampler.batches(0)[:_total_steps(case)]
     if any(len(b) != case.batch_size for b in batches):
         raise ValueError(f"{len(encoded)} examples do not fill {_total_steps(case)} batches of {case.batch_size}")
@@ -235,8 +239,16 @@ def run_train_case(case: TrainCase) -> dict:
         raise ValueError(f"padding must be one of {PADDINGS}, got {case.padding!r}")
     task = get_task(case.task)
     torch.manual_seed(case.seed)
-    model, tokenizer = load_model(case.model, kind=task.kind, num_labels=max(task.num_labels, 2),
-                                  model_dir=case.model_dir)
+    if case.random_weights:
+        from bench.perf.shapes import random_model
+
+        model, tokenizer, tokenizer_name = random_model(case.model, kind=task.kind,
+                                                        num_labels=max(task.num_labels, 2), device=case.device,
+                                                        model_dir=case.model_dir)
+    else:
+        model, tokenizer = load_model(case.model, kind=task.kind, num_labels=max(task.num_labels, 2),
+                                      model_dir=case.model_dir)
+        tokenizer_name = case.model
     encoded = _encoded(case, task, tokenizer)
     run = _run_suite if case.engine == "suite" else _run_baseline
     model, recorder, mem, optimizer = run(case, task, model, tokenizer, encoded)
@@ -247,7 +259,8 @@ def run_train_case(case: TrainCase) -> dict:
     flops = step_flops(p_all, p_train, window["padded_tokens"])
     return {
         "kind": "train", "engine": case.engine, "method": case.method, "padding": case.padding,
-        "model": case.model, "task": case.task, "precision": precision_name(case_precision(case)),
+        "model": case.model + (" (random weights)" if case.random_weights else ""), "task": case.task,
+        "precision": precision_name(case_precision(case)), "tokenizer": tokenizer_name,
         "batch_size": case.batch_size, "steps": case.steps,
         "warmup_steps": case.warmup, "max_length": case.max_length,
         "examples_per_s": window["examples"] / seconds, "tokens_per_s": window["tokens"] / seconds,
