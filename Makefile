@@ -18,7 +18,7 @@ TORCH ?= default
 TORCH_SPEC := torch==2.13.0
 
 .PHONY: install dev-data test test-hub smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
-        nlg-gpt2-large minilm-glue perf clean
+        nlg-gpt2-large minilm-glue perf gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,12 @@ minilm-glue: dev-data $(INSTALLED)
 
 perf: dev-data $(INSTALLED)
 	$(PEFT_BENCH) perf --data-dir $(DEV_DATA) --out reports/perf/perf.json
+
+# On a GPU machine (at most 8 minutes on one H100/H200): reports/perf/gpu-<device>.json. There: make gpu-check
+# PY=python3 DATA_DIR=<release files or empty for the shipped fixtures>; wheels and steps in docs/perf.md.
+gpu-check:
+	$(PY) -m bench.perf.gpu $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) \
+		--out-dir reports/perf
 
 clean:
 	rm -rf .pytest_cache build *.egg-info

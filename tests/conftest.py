@@ -97,3 +97,18 @@ def _no_metric_models_from_the_hub(monkeypatch):
     """DART's model-based metrics load their models from the Hub by default; tests never do (a test of the Hub
     path sets the variable itself)."""
     monkeypatch.setenv("PEFT_BENCH_METRIC_MODELS", "off")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip where CUDA is absent, unless PEFT_BENCH_CUDA_TEST_DEVICE names another device
+    to run them on (tests/test_cuda.py)."""
+    marked = [item for item in items if "cuda" in item.keywords]
+    if not marked or os.environ.get("PEFT_BENCH_CUDA_TEST_DEVICE"):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (make gpu-check runs it on a GPU machine)")
+    for item in marked:
+        item.add_marker(skip)

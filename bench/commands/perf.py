@@ -111,7 +111,14 @@ def run(args) -> int:
     def progress(label: str, i: int, n: int) -> None:
         print(f"[{i + 1}/{n}] {label}", file=sys.stderr, flush=True)
 
-    records = run_plan(plan, on_case=progress, isolate=not args.in_process)
+    partial = Path(args.out).with_suffix(".partial.json")
+
+    def keep(records_so_far: list[dict]) -> None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(records_so_far, indent=1) + "\n")
+
+    records = run_plan(plan, on_case=progress, isolate=not args.in_process, on_records=keep)
+    partial.unlink(missing_ok=True)
     add_roofline(records, {name: peak["flops_per_s"] for name, peak in peaks.items()})
     info = dict(machine(args.device, threads), matmul_peaks=peaks, load_average_start=load_start,
                 load_average_end=load_average(), wall_seconds=round(time.time() - start, 1),

@@ -153,7 +153,7 @@ def _load() -> float | None:
 
 
 def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None, *,
-             isolate: bool = True) -> list[dict]:
+             isolate: bool = True, on_records: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """All cases of the plan (suite and baseline of a pair back to back), then `plan.repeats - 1` more passes over
     the paired training cases, in reverse order every other pass (suite, baseline, ..., baseline, suite: ABBA), so
     that a slow spell of a shared machine does not land on one engine only. Each case keeps its fastest run
@@ -173,6 +173,8 @@ def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None,
         if on_case is not None:
             on_case(getattr(case, "label", f"decode/{case.model}/{case.task}"), i, len(jobs))
         runs.setdefault(case, []).append(run_case(kind, case, plan.threads, isolate=isolate))
+        if on_records is not None:   # what has been measured so far (a run cut short keeps it)
+            on_records([r for tries in runs.values() for r in tries[-1]])
     records = []
     for case, tries in runs.items():
         records += _fastest(tries) if len(tries) > 1 else tries[0]

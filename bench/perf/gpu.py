@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     peak = report["matmul_peak_bf16_flops_per_s"]
     cases = train_cases(args, device)
     decode = DecodeCase(model=DECODE_MODEL["cpu" if args.tiny else "cuda"], task="e2e", split="dev",
-                        data_dir=args.data_dir, inputs=2 if args.tiny else args.decode_inputs, device=device,
+                        data_dir=args.data_dir, inputs=1 if args.tiny else args.decode_inputs, device=device,
                         random_weights=True)
     shapes = TINY_SHAPES if args.tiny else SHAPES
     first = [c for c in cases if c.model == shapes[0].model]
