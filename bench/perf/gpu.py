@@ -227,7 +227,8 @@ def main(argv=None) -> int:
     cases = train_cases(args, device)
     decode = DecodeCase(model=DECODE_MODEL["cpu" if args.tiny else "cuda"], task="e2e", split="dev",
                         data_dir=args.data_dir, inputs=1 if args.tiny else args.decode_inputs, device=device,
-                        random_weights=True)
+                        random_weights=True, precision="fp32", repeats=1,
+                        decoding={"max_new_tokens": 20} if args.tiny else {})
     shapes = TINY_SHAPES if args.tiny else SHAPES
     first = [c for c in cases if c.model == shapes[0].model]
     jobs = [("train", c) for c in first] + [("decode", decode)] + [("train", c) for c in cases if c not in first]
