@@ -77,9 +77,8 @@ def run(args) -> int:
         raise ConfigError("--steps, --dynamic-steps, --batch-size and --repeats must be >= 1 and --warmup >= 0")
     if args.random_weights:
         from bench.models import model_info
-        from methods import ARCHES
 
-        if not ARCHES[model_info(args.gen_model).family].decoder:
+        if not model_info(args.gen_model).decoder:
             raise ConfigError(f"--random-weights needs a decoder --gen-model, got {args.gen_model} "
                               f"(family {model_info(args.gen_model).family})")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -15,13 +15,9 @@ def random_model(name: str, *, kind: str, num_labels: int = 2, device: str = "cp
     from bench.config import ConfigError
     from bench.models import load_tokenizer, model_config, model_info
     from bench.tiny_tokenizer import tiny_tokenizer
-    from methods import ARCHES
 
     info = model_info(name)
-    arch = ARCHES.get(info.family)
-    if arch is None:
-        raise ConfigError(f"model {name}: family {info.family} has no Arch entry (methods.ARCHES)")
-    if kind == "generate" and not arch.decoder:
+    if kind == "generate" and not info.decoder:
         raise ConfigError(f"model {name} ({info.family}) is not a decoder; kind 'generate' needs one")
     if model_dir is not None:
         tokenizer, tokenizer_name = load_tokenizer(name, model_dir), f"{name} (from {model_dir})"
