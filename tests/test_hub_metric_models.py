@@ -2,7 +2,9 @@
 `roberta-large`, `distilbert-base-uncased` and `Elron/bleurt-tiny-128`, with the real repositories' file names).
 
 With only HF_ENDPOINT and an empty HF_HOME set, `peft-bench score dart` downloads the three models through the real
-clients and gives the values that the same files give from a folder (`--metric-model-dir`, offline).
+clients and gives the values that the same files give from a folder (`--metric-model-dir`, offline); the preflight
+of a DART grid finds them, names a missing one in one line (the grid exits 2, nothing runs), and with
+HF_HUB_OFFLINE=1 finds them in the cache the download filled.
 """
 from __future__ import annotations
 
@@ -83,3 +85,31 @@ def test_the_metric_models_download_through_the_mirror_and_equal_the_same_models
         assert from_hub[metric] == from_dir[metric], metric
     assert from_hub == from_dir                     # BLEU, METEOR, TER too
     assert len({from_hub[m] for m in METRICS}) == 3
+
+
+def test_the_preflight_of_a_dart_grid_checks_the_metric_models_through_the_mirror(hub_mirror, scored_from_the_hub,
+                                                                                 tmp_path):
+    env = _hub_env(hub_mirror, tmp_path / "hf")
+    results = tmp_path / "results"
+    out = _run(["-m", "tests.hub.probe", "metric-preflight", str(tmp_path / "p.json"), str(results)], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads((tmp_path / "p.json").read_text())
+    assert got["all there"] == []
+    line, = got["bleurt missing"]
+    assert line.startswith("metric bleurt (DART), model Elron/bleurt-tiny-128-missing: the repository does not "
+                           "exist") and hub_mirror.endpoint in line
+    assert "PEFT_BENCH_METRIC_MODELS=DIR with DIR/bleurt-tiny-128" in line and "PEFT_BENCH_METRIC_MODELS=off" in line
+    assert got["grid rc"] == 2
+    assert got["grid stderr"].strip() == f"peft-bench grid: error: preflight (nothing was run): {line}"
+    assert not (results / "runs").exists()
+
+    # offline: the cache the download filled has them; an empty one has none, one line each
+    code = ("import json; from bench.preflight import check_metric_models; from bench.spec import RunSpec; "
+            "print(json.dumps([p.line() for p in check_metric_models([RunSpec('tiny-gpt2', 'dart', 'prefix')])]))")
+    for home, expected in ((scored_from_the_hub[1], 0), (tmp_path / "hf-empty", 3)):
+        offline = {**_hub_env(hub_mirror, home), "HF_HUB_OFFLINE": "1"}
+        check = _run(["-c", code], offline)
+        assert check.returncode == 0, check.stderr[-2000:]
+        lines = json.loads(check.stdout.strip().splitlines()[-1])
+        assert len(lines) == expected, lines
+        assert all("not in the cache" in x and "huggingface-cli download" in x for x in lines)
