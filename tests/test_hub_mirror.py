@@ -56,15 +56,18 @@ def test_preflight_names_what_is_wrong_in_one_line(hub_mirror, tmp_path):
 
 
 def test_offline_with_an_empty_cache_stops_every_paper_grid_before_any_run(tmp_path):
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_")}
+    env = {k: v for k, v in __import__("os").environ.items()
+           if not k.startswith("HF_") and k != "PEFT_BENCH_METRIC_MODELS"}   # DART's metric models: the Hub
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty"))
     out = _run(["-m", "bench.cli", "grid", "nlg-gpt2-medium", "--seeds", "0", "--results-dir", str(tmp_path / "r")],
                env, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     head, *lines = out.stderr.strip().splitlines()
-    assert "preflight: 10 of the grid's datasets/models cannot be had" in head
-    assert sorted(line.split(":")[0].strip() for line in lines) == ["model gpt2-medium"] + [
-        f"task {t}, split {s}" for t in ("dart", "e2e", "webnlg") for s in ("dev", "test", "train")]
+    assert "preflight: 13 of the grid's datasets/models cannot be had" in head
+    splits = [f"task {t}, split {s}" for t in ("dart", "e2e", "webnlg") for s in ("dev", "test", "train")]
+    assert sorted(line.split(":")[0].strip() for line in lines) == sorted(
+        ["model gpt2-medium", *splits, "metric moverscore (DART), model distilbert-base-uncased",
+         "metric bertscore (DART), model roberta-large", "metric bleurt (DART), model Elron/bleurt-tiny-128"])
     assert all("HF_HUB_OFFLINE=1" in line for line in lines)
     assert not (tmp_path / "r").exists()
 

@@ -62,3 +62,34 @@ def test_one_problem_is_one_line_and_several_are_one_line_each():
     one = Problem("model roberta-base", "Hub x", "the repository does not exist", "set HF_TOKEN")
     assert str(PreflightError([one])).count("\n") == 0
     assert str(PreflightError([one, one])).count("\n") == 2
+
+
+# -- DART's metric models ---------------------------------------------------------------------------------------
+def test_a_dart_grid_checks_its_metric_models_in_the_folder_one_line_each(tmp_path, monkeypatch):
+    from bench.preflight import check_metric_models
+    from bench.spec import RunSpec
+    from tests.test_scorers_bertscore import _save_tiny as save_roberta
+    from tests.test_scorers_bleurt import _save_tiny_bleurt
+    from tests.test_scorers_moverscore import _save_tiny as save_distilbert
+
+    dart, sst2 = [RunSpec("tiny-gpt2", "dart", "prefix")], [RunSpec("tiny-roberta", "sst2", "lora")]
+    models = tmp_path / "metric-models"
+    save_roberta(models)
+    save_distilbert(models)
+    monkeypatch.setenv("PEFT_BENCH_METRIC_MODELS", str(models))
+    line, = [p.line() for p in check_metric_models(dart)]
+    assert line.startswith(f"metric bleurt (DART), model Elron/bleurt-tiny-128: no folder {models / 'bleurt-tiny-128'}")
+    assert f"[PEFT_BENCH_METRIC_MODELS={models}]" in line and "PEFT_BENCH_METRIC_MODELS=off" in line
+    assert check_metric_models(sst2) == []                    # no model-based metric in the grid: nothing asked
+    _save_tiny_bleurt(models)
+    assert check_metric_models(dart) == []
+    (models / "roberta-large" / "model.safetensors").unlink()
+    config = json.loads((models / "bleurt-tiny-128" / "config.json").read_text())
+    (models / "bleurt-tiny-128" / "config.json").write_text(json.dumps({**config, "id2label": {"0": "a", "1": "b"}}))
+    lines = {p.what.split()[1]: p.why for p in check_metric_models(dart)}
+    assert set(lines) == {"bertscore", "bleurt"}
+    assert lines["bertscore"].endswith("lacks weights (model.safetensors or model.safetensors.index.json or "
+                                       "pytorch_model.bin or pytorch_model.bin.index.json)")
+    assert "2 outputs; BLEURT's regression head has one" in lines["bleurt"]
+    monkeypatch.setenv("PEFT_BENCH_METRIC_MODELS", "off")
+    assert check_metric_models(dart) == []

@@ -68,6 +68,22 @@ def test_encode_adds_the_prefix_space_and_the_special_tokens(tiny):
     assert encode(tok, " ") == [tok.cls_token_id, tok.sep_token_id]
 
 
+def test_a_tokenizer_without_a_length_limit_is_cut_at_roberta_larges_512_positions(tiny):
+    """roberta-large's Hub repo has no tokenizer_config.json: transformers 5 then sets no limit, and a text longer
+    than 512 tokens would index position 514 (bert-score's transformers gave roberta-large 512)."""
+    from bench.scorers.bertscore import prepare_bertscore
+
+    _, model = tiny
+    unlimited = _tokenizer()
+    unlimited.model_max_length = int(1e30)
+    tok, model = prepare_bertscore(unlimited, model, "roberta-large (Hub)")
+    assert tok.model_max_length == 512
+    ids = encode(tok, "x " * 400)
+    assert len(ids) == 512 and ids[-1] == tok.sep_token_id
+    assert bertscore(["x " * 400], [["x y"]], tok, model).f1[0] == pytest.approx(
+        bertscore([tok.decode(ids[1:-1])], [["x y"]], tok, model).f1[0], abs=1e-6)
+
+
 def test_identical_texts_score_one_and_scores_are_cosines(tiny):
     tok, model = tiny
     res = bertscore(["the cat sat on the mat", "rain in paris"],

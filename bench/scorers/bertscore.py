@@ -15,7 +15,8 @@ P, R and F1 are each the max over the reference slots; the corpus figure is the 
 CLI prints the means of P, R and F1; DART reports F1).
 
 Texts are stripped and, for RoBERTa, tokenised with a leading space (bert-score's `add_prefix_space=True`),
-then truncated to the tokenizer's `model_max_length` with the special tokens.
+then truncated to the tokenizer's `model_max_length` with the special tokens (512 for roberta-large: a tokenizer
+without that setting, as the Hub repo's, gets the model's positions, 514 - 2).
 
 This is our implementation, not the `bert-score` package: bert-score 0.3.13 fails on transformers 5 for a
 blank sentence (`build_inputs_with_special_tokens` is gone) and its `add_prefix_space=True` argument is
@@ -76,6 +77,13 @@ def prepare_bertscore(tokenizer, model, where: str):
                           f"{BERTSCORE_LAYER} of roberta-large (24 layers)")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ConfigError(f"{where}: the tokenizer has no <s>/</s> (cls/sep) tokens; expected roberta-large's")
+    if tokenizer.model_max_length >= 10**6:
+        # roberta-large's Hub repo has no tokenizer_config.json, so transformers 5 sets no length limit; the
+        # transformers that bert-score 0.3.x ran on gave roberta-large 512 tokens: the model's positions
+        from methods import ARCHES
+        from methods.base import max_positions
+
+        tokenizer.model_max_length = max_positions(model, ARCHES["roberta"])
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "layer") and len(encoder.layer) > BERTSCORE_LAYER:
         encoder.layer = encoder.layer[:BERTSCORE_LAYER]

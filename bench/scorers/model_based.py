@@ -39,7 +39,28 @@ HUB_IDS = {                                         # metric -> the Hub id it lo
     "bertscore": "roberta-large",                   # bert-score --lang en -> model_type roberta-large
     "bleurt": "Elron/bleurt-tiny-128",              # PyTorch port of BLEURT-Tiny 128 (DART's test_checkpoint)
 }
+MODEL_TYPES = {                                     # metric -> (config.json model_type, what the metric expects)
+    "moverscore": ("distilbert", "v2 expects distilbert-base-uncased"),
+    "bertscore": ("roberta", "(--lang en) expects a RoBERTa model"),
+    "bleurt": ("bert", "expects a BERT model"),
+}
 ENV = "PEFT_BENCH_METRIC_MODELS"                    # unset or "hub": the Hub; "off": none; else a DIR
+
+
+def check_metric_config(metric: str, config, where: str) -> None:
+    """ConfigError naming `where` unless `config` (a transformers config) can serve `metric`: its model type, and
+    BERTScore's 17 layers / BLEURT's one output. What a Hub repo's config.json must say (the preflight's check)."""
+    from bench.scorers.bertscore import BERTSCORE_LAYER
+    from bench.scorers.bleurt import check_bleurt_config
+
+    model_type, hint = MODEL_TYPES[metric]
+    if config.model_type != model_type:
+        raise ConfigError(f"{where}: model_type {config.model_type!r}; {metric} {hint} ('{model_type}')")
+    if metric == "bertscore" and config.num_hidden_layers < BERTSCORE_LAYER:
+        raise ConfigError(f"{where}: {config.num_hidden_layers} layers; BERTScore uses layer {BERTSCORE_LAYER} "
+                          f"of roberta-large (24 layers)")
+    if metric == "bleurt":
+        check_bleurt_config(config, where)
 
 
 class NotComputed(Exception):
@@ -130,10 +151,7 @@ def _from_hub(metric: str, cache_dir):
 
     hub_id = HUB_IDS[metric]
     local_only, why = _hub_state()
-    types = {"moverscore": ("distilbert", "v2 expects distilbert-base-uncased"),
-             "bertscore": ("roberta", "(--lang en) expects a RoBERTa model"),
-             "bleurt": ("bert", "expects a BERT model")}
-    model_type, hint = types[metric]
+    model_type, hint = MODEL_TYPES[metric]
     if metric == "moverscore":
         try:
             check_pyemd()

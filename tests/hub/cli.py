@@ -3,7 +3,7 @@
 The registry entries point at the mirror's `peft-bench-test/*` repositories, so these models load through
 `from_pretrained` over HF_ENDPOINT like the paper models do. The preset `hub-short` is a GLUE classification
 (SST-2, LoRA), an STS-B regression (BitFit), an MNLI-initialised LoRA run (RTE from MNLI) and an E2E generation
-run (prefix tuning), each on a few examples.
+run (prefix tuning), each on a few examples; `hub-dart` is one DART run (prefix tuning).
 """
 from __future__ import annotations
 
@@ -38,6 +38,17 @@ def hub_short() -> list[RunSpec]:
 
 
 PRESETS["hub-short"] = Preset(hub_short, "a short grid through the Hub mirror (tests)", Resources(gpus=0, cpus=2))
+
+
+def hub_dart() -> list[RunSpec]:
+    return [RunSpec(model="hub-tiny-gpt2", task="dart", method="prefix", method_config={"length": 2},
+                    train=replace(_TRAIN, max_length=256, max_eval_examples=8), eval_splits=("dev",),
+                    decoding={"num_beams": 2, "max_new_tokens": 8, "min_new_tokens": 1, "batch_size": 8},
+                    label="Prefix")]
+
+
+PRESETS["hub-dart"] = Preset(hub_dart, "one DART run through the Hub mirror (tests: the metric models' preflight)",
+                             Resources(gpus=0, cpus=2))
 
 if __name__ == "__main__":
     from bench.cli import main

