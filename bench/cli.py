@@ -17,6 +17,7 @@ COMMANDS = [
     ("run", "bench.commands.run", "train and evaluate one model x task x method"),
     ("grid", "bench.commands.grid", "run a preset's grid (resumable; local or Slurm)"),
     ("show", "bench.commands.show", "show a preset's expanded grid and what is done"),
+    ("plan", "bench.commands.plan", "what a preset's grid costs: steps, tokens, memory, device-hours"),
     ("collect", "bench.commands.collect", "collect finished runs into results/PRESET.csv"),
     ("report", "bench.commands.report", "tables and plots of a preset beside the papers' numbers"),
     ("export", "bench.commands.export", "write a run's trained method state in PEFT's format (or ours)"),

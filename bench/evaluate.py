@@ -21,6 +21,7 @@ class SplitResult:
     split: str
     scores: dict[str, dict] = field(default_factory=dict)   # result split name -> {metric: Score}
     predictions: list[str] = field(default_factory=list)     # one line per example, in split order
+    examples: int = 0                                        # examples predicted (over all processes)
 
 
 def has_gold(task, examples) -> bool:
@@ -52,12 +53,22 @@ def classification_loader(tokenizer, task, examples, *, max_length: int, batch_s
                        group_by_length=True)
 
 
-def evaluate_split(model, tokenizer, task, split: str, examples, *, max_length: int, batch_size: int,
-                   decoding=None, progress: bool = False) -> SplitResult:
-    """Predict and score `examples` of `split`. Unlabelled splits get predictions and no scores."""
+def score_predictions(task, split: str, predictions: list[str], examples) -> dict:
+    """{result split: {metric: Score}} of prediction lines (as evaluate_split writes them) against `examples`."""
     from bench import scorers
 
-    gold = has_gold(task, examples)
+    if task.kind == "generate":
+        return scorers.score_split(task.name, split, predictions, examples)
+    preds = [float(p) if task.kind == "regress" else int(p) for p in predictions]
+    return {split: scorers.score_classification(task.name, preds, [ex.label for ex in examples])}
+
+
+def evaluate_split(model, tokenizer, task, split: str, examples, *, max_length: int, batch_size: int,
+                   decoding=None, progress: bool = False, score: bool = True) -> SplitResult:
+    """Predict and (with `score`) score `examples` of `split`. Unlabelled splits get predictions and no scores."""
+    from bench import scorers
+
+    gold = has_gold(task, examples) and score
     result = SplitResult(split=split)
     if task.kind == "generate":
         from bench.data import encode_generation_sources

@@ -183,6 +183,50 @@ def check_data(specs: list[RunSpec], data_dir) -> None:
             raise ConfigError(f"--data-dir {root}: task {name}, split {split} has no examples")
 
 
+# -- the plan a grid ran (collect reads it instead of replanning) ------------------------------------------------
+PLAN_FILE = "plan.json"
+
+
+def _slot(spec: RunSpec) -> str:
+    return f"{spec.model}|{spec.task}|{spec.method}|{spec.display}|{spec.seed}"
+
+
+def record_plan(specs: list[RunSpec], results_dir) -> None:
+    """Note in results/runs/<preset>/plan.json which run each table cell (model, task, method, row, seed) ran
+    last; a later grid of the same cells (other --set values, a changed preset) repoints them."""
+    import fcntl
+    import json
+
+    from bench.results import write_atomic
+
+    for preset in sorted({s.preset for s in specs}):
+        path = Path(results_dir) / "runs" / preset / PLAN_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            try:
+                cells = json.loads(path.read_text())
+            except (OSError, ValueError):
+                cells = {}
+            cells.update({_slot(s): s.to_dict() for s in specs if s.preset == preset})
+            write_atomic(path, json.dumps(cells, indent=1, sort_keys=True, default=list) + "\n")
+
+
+def planned(preset: str, results_dir, *, tasks=(), methods=(), seeds=()) -> list[RunSpec] | None:
+    """The specs the grids of `preset` last ran, per table cell (None when no grid recorded a plan)."""
+    import json
+
+    path = Path(results_dir) / "runs" / preset / PLAN_FILE
+    try:
+        cells = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    specs = [RunSpec.from_dict(d) for d in cells.values()]
+    tasks, methods, seeds = set(tasks), set(methods), set(seeds)
+    return [s for s in specs if (not tasks or s.task in tasks) and (not methods or s.method in methods)
+            and (not seeds or s.seed in seeds)]
+
+
 # -- local execution --------------------------------------------------------------------------------------------
 def pending(specs: list[RunSpec], results_dir) -> list[RunSpec]:
     return [s for s in specs if run_status(run_dir(results_dir, s.preset, s.run_id)) != "ok"]
@@ -191,18 +235,45 @@ def pending(specs: list[RunSpec], results_dir) -> list[RunSpec]:
 def run_local(specs: list[RunSpec], *, results_dir="results", data_dir=None, model_dir=None, progress=True,
               on_start: Callable[[int, int, RunSpec], None] | None = None,
               on_done: Callable[[RunSpec, list[dict], float], None] | None = None) -> dict:
-    """Run every spec not yet done, in order, in this process. Returns counts {ok, failed, skipped}."""
+    """Run every spec not yet done, in order, in this process, each under its lock (bench.locks). A run that
+    another grid process holds is left to it and checked again at the end (run here if its owner died).
+    Returns counts {ok, failed, skipped, blocked, elsewhere}."""
     import time
 
-    from bench.runner import run_one
+    from bench.executor import run_locked
+    from bench.locks import is_locked, lock_path
 
     todo = pending(specs, results_dir)
-    counts = {"ok": 0, "failed": 0, "skipped": len(specs) - len(todo)}
-    for k, spec in enumerate(todo):
+    counts = {"ok": 0, "failed": 0, "skipped": len(specs) - len(todo), "blocked": 0, "elsewhere": 0}
+    queue, deferred = list(todo), []
+    k = 0
+    while queue or deferred:
+        if not queue:                      # only runs held by other processes are left: wait for one
+            time.sleep(0.5)
+            queue = [s for s in deferred if not is_locked(lock_path(results_dir, s.preset, s.run_id))]
+            deferred = [s for s in deferred if s not in queue]
+            continue
+        spec = queue.pop(0)
+        if run_status(run_dir(results_dir, spec.preset, spec.run_id)) == "ok":
+            counts["elsewhere"] += 1
+            continue
+        if spec.init_from:
+            dep = run_status(run_dir(results_dir, spec.preset, spec.init_from))
+            if dep != "ok":
+                if any(s.run_id == spec.init_from for s in deferred):
+                    deferred.append(spec)  # its dependency is being trained elsewhere
+                    continue
+                counts["blocked"] += 1
+                continue
         if on_start:
             on_start(k, len(todo), spec)
         start = time.perf_counter()
-        rows = run_one(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir, progress=progress)
+        rows = run_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                          progress=progress)
+        if rows is None:
+            deferred.append(spec)
+            continue
+        k += 1
         counts[rows_status(rows)] += 1
         if on_done:
             on_done(spec, rows, time.perf_counter() - start)

@@ -139,6 +139,24 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
     done = read_rows(folder)
     if done is not None and not force and rows_status(done) == "ok":
         return done
+    if process_index() != 0:      # under `accelerate launch` only the first process writes the run folder
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="peft-bench-rank-") as scratch:
+            return _run_into(spec, Path(scratch), results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                             progress=False)
+    return _run_into(spec, folder, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                     progress=progress)
+
+
+def process_index() -> int:
+    """This process's rank under `accelerate launch` / torchrun (0 otherwise)."""
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, progress: bool) -> list[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
     for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
@@ -161,7 +179,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     import torch
     from accelerate.utils import set_seed
 
-    from bench.evaluate import evaluate_split, score_value
+    from bench.evaluate import score_value
     from bench.models import apply_method, load_model
     from bench.precision import precision_name
     from bench.tasks import get_task
@@ -196,10 +214,13 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     select_split, select_metric = task.select_split, task.select_metric
     best: dict = {}   # the best epoch so far (fit's rule): {"epoch", "score", "result"}; one epoch's predictions only
 
+    def evaluate_once(m, split: str):
+        return evaluate_shared(accelerator, m, tokenizer, task, split, data[split], max_length=max_length,
+                               batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
+
     def evaluate(m, epoch: int):
-        res = evaluate_split(m, tokenizer, task, select_split, data[select_split], max_length=max_length,
-                             batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
-        logged, score, higher = {}, None, True
+        res = evaluate_once(m, select_split)
+        logged, score, higher = {"eval_examples": res.examples}, None, True
         for split_name, metrics in res.scores.items():
             for metric, s in metrics.items():
                 logged[f"{split_name}_{metric}"] = score_value(s)
@@ -224,8 +245,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     for split in eval_splits_of(spec, task):
         res = best["result"] if split == select_split and best.get("epoch") == fitted.best_epoch else None
         if res is None:
-            res = evaluate_split(model, tokenizer, task, split, data[split], max_length=max_length,
-                                 batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
+            res = evaluate_once(model, split)
         write_atomic(folder / "predictions" / f"{split}.txt", "".join(p + "\n" for p in res.predictions))
         scores.update(res.scores)
     eval_seconds = fitted.eval_seconds + (time.perf_counter() - eval_start)
@@ -254,6 +274,35 @@ def keeps_state(spec: RunSpec, counts) -> bool:
     always when it is smaller than the base model (every parameter-efficient method), full fine-tuning only
     when the spec asks (`save_state`, e.g. a run that others start from)."""
     return spec.save_state or counts.percent < 100.0
+
+
+def evaluate_shared(accelerator, model, tokenizer, task, split: str, examples, *, max_length: int,
+                    batch_size: int, decoding, progress: bool):
+    """Every example evaluated exactly once: under `accelerate launch` process r predicts examples r::world,
+    the predictions are gathered back into split order and scored once. `.examples` counts the examples
+    predicted over all processes."""
+    from bench.evaluate import SplitResult, evaluate_split, has_gold, score_predictions
+
+    model = accelerator.unwrap_model(model)
+    world = accelerator.num_processes
+    kw = dict(max_length=max_length, batch_size=batch_size, decoding=decoding)
+    if world == 1:
+        result = evaluate_split(model, tokenizer, task, split, examples, progress=progress, **kw)
+        result.examples = len(result.predictions)
+        return result
+    from accelerate.utils import gather_object
+
+    mine = examples[accelerator.process_index::world]
+    part = evaluate_split(model, tokenizer, task, split, mine, score=False, **kw).predictions if mine else []
+    shares = gather_object([part])
+    predictions: list = [None] * len(examples)
+    for rank, share in enumerate(shares):
+        predictions[rank::world] = share
+    result = SplitResult(split=split, predictions=predictions)
+    result.examples = sum(len(share) for share in shares)
+    if has_gold(task, examples):
+        result.scores = score_predictions(task, split, predictions, examples)
+    return result
 
 
 def _save_state(path: Path, state: dict) -> None:

@@ -32,8 +32,20 @@ def data_dir_of(args, preset):
     return None if preset.default_data_dir is None else str(preset.default_data_dir)
 
 
+def _predicted(specs, todo, jobs: int = 1) -> tuple[dict, str]:
+    """Planned seconds per run (bench.cost) and the line shown before the grid starts."""
+    try:
+        from bench.commands.plan import estimate, summary_line
+
+        dev, runs, _, total = estimate(specs)
+    except Exception as exc:  # noqa: BLE001 - an estimate is a convenience; the grid runs without it
+        return {}, f"(no estimate: {type(exc).__name__}: {exc})"
+    todo_s = sum(runs[s.run_id].seconds for s in todo)
+    return {k: c.seconds for k, c in runs.items()}, summary_line(dev, total, todo_seconds=todo_s, jobs=jobs)
+
+
 def run(args) -> int:
-    from bench.grid import parse_shard, pending, plan, run_local, shard, validate
+    from bench.grid import parse_shard, pending, plan, record_plan, run_local, shard, validate
     from bench.preflight import check_resources
     from bench.presets import get_preset
 
@@ -44,39 +56,93 @@ def run(args) -> int:
     validate(specs)
     check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight.py: before any run
     todo = pending(specs, args.results_dir)
+    slots = _slots(args)
+    predicted, estimate_line = _predicted(specs, todo, len(slots))
     print(f"{args.preset}: {len(specs)} runs in this shard, {len(specs) - len(todo)} done, {len(todo)} to run")
+    print(estimate_line, flush=True)
     if args.executor == "slurm":
-        from bench.slurm import submit
-
-        jobs = submit(todo, args.preset, preset.resources, results_dir=args.results_dir, data_dir=data_dir,
-                      model_dir=args.model_dir, cluster=args.cluster)
-        for spec, job in zip(todo, jobs):
-            print(f"submitted {job.job_id}  {spec.run_id}")
-        if args.wait:
-            states = [job.result() for job in jobs]
-            failed = sum(s != "ok" for s in states)
-            print(f"{len(states) - failed} ok, {failed} failed")
-            return 1 if failed else 0
-        return 0
-
+        return _slurm(args, preset, todo, data_dir, predicted)
+    record_plan(specs, args.results_dir)
     start = time.perf_counter()
+    progress = not args.no_progress and sys.stderr.isatty()
+    if len(slots) > 1 or args.devices:
+        counts = _parallel(args, specs, slots, data_dir, predicted, progress)
+    else:
+        def on_start(k, total, spec):
+            print(f"[{k + 1}/{total}] {spec.run_id}  {spec.model} {spec.task} {spec.display}", flush=True)
 
-    def on_start(k, total, spec):
-        print(f"[{k + 1}/{total}] {spec.run_id}  {spec.model} {spec.task} {spec.display}", flush=True)
-
-    def on_done(spec, rows, seconds):
-        status = rows[0].get("status", "?")
-        if status == "ok":
-            shown = ", ".join(f"{r['split']} {r['metric']}={_fmt(r['value'])}" for r in rows[:4])
-            print(f"    ok in {seconds:.1f}s: {shown}", flush=True)
-        else:
-            print(f"    FAILED in {seconds:.1f}s: {rows[0].get('error', '')}", flush=True)
-
-    counts = run_local(specs, results_dir=args.results_dir, data_dir=data_dir, model_dir=args.model_dir,
-                       progress=not args.no_progress and sys.stderr.isatty(), on_start=on_start, on_done=on_done)
-    print(f"{args.preset}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} already done "
+        counts = run_local(specs, results_dir=args.results_dir, data_dir=data_dir, model_dir=args.model_dir,
+                           progress=progress, on_start=on_start, on_done=_print_done)
+    extra = "".join(f", {counts[k]} {k}" for k in ("blocked", "elsewhere") if counts.get(k))
+    print(f"{args.preset}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} already done{extra} "
           f"({time.perf_counter() - start:.1f}s)")
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts.get("blocked") else 0
+
+
+def _slots(args):
+    from bench.executor import cpu_slots, gpu_slots
+
+    if args.devices:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        if not devices or args.jobs_per_device < 1:
+            raise ConfigError(f"--devices expects a comma-separated list of GPU ids and --jobs-per-device >= 1, "
+                              f"got {args.devices!r} / {args.jobs_per_device}")
+        return gpu_slots(devices, args.jobs_per_device)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs expects an integer >= 1, got {args.jobs}")
+    return cpu_slots(args.jobs)
+
+
+def _parallel(args, specs, slots, data_dir, predicted, progress) -> dict:
+    from bench.executor import GridInterrupted, run_grid
+
+    def on_event(event, spec, info):
+        if event == "start" and not progress:
+            print(f"start {spec.run_id} on {info['slot']}  {spec.model} {spec.task} {spec.display}", flush=True)
+        elif event in ("ok", "failed"):
+            _print_done(spec, info.get("rows") or [{"status": "failed", "error": f"exit {info.get('exit')}"}],
+                        info["seconds"])
+        elif event == "blocked":
+            print(f"    not started {spec.run_id}: {info['error']}", flush=True)
+
+    try:
+        return run_grid(specs, slots=slots, results_dir=args.results_dir, data_dir=data_dir, model_dir=args.model_dir,
+                        predicted=predicted, on_event=on_event, progress=progress)
+    except GridInterrupted as stop:
+        c = stop.counts
+        print(f"interrupted: {c['ok']} finished runs kept, {c.get('interrupted', 0)} interrupted runs will rerun",
+              file=sys.stderr)
+        raise
+
+
+def _slurm(args, preset, todo, data_dir, predicted) -> int:
+    from bench.slurm import describe, request_of, submit
+
+    request = request_of(preset.resources, gpus=args.gpus_per_run, partition=args.partition, account=args.account)
+    if args.dry_run:
+        for line in describe(todo, args.preset, request, predicted, args.time):
+            print(line)
+        return 0
+    jobs = submit(todo, args.preset, preset.resources, results_dir=args.results_dir, data_dir=data_dir,
+                  model_dir=args.model_dir, cluster=args.cluster, predicted=predicted, gpus=args.gpus_per_run,
+                  partition=args.partition, account=args.account, minutes=args.time)
+    for spec, job in zip(todo, jobs):
+        print(f"submitted {job.job_id}  {spec.run_id}")
+    if args.wait:
+        states = [job.result() for job in jobs]
+        failed = sum(s != "ok" for s in states)
+        print(f"{len(states) - failed} ok, {failed} failed")
+        return 1 if failed else 0
+    return 0
+
+
+def _print_done(spec, rows, seconds):
+    status = rows[0].get("status", "?") if rows else "?"
+    if status == "ok":
+        shown = ", ".join(f"{r['split']} {r['metric']}={_fmt(r['value'])}" for r in rows[:4])
+        print(f"    ok in {seconds:.1f}s: {spec.run_id} {shown}", flush=True)
+    else:
+        print(f"    FAILED in {seconds:.1f}s: {spec.run_id} {rows[0].get('error', '') if rows else ''}", flush=True)
 
 
 def _fmt(value) -> str:
@@ -86,7 +152,16 @@ def _fmt(value) -> str:
 def register(parser) -> None:
     add_selection(parser)
     parser.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0 <= I < N)")
+    parser.add_argument("--jobs", type=int, default=1, help="CPU: runs at a time, each in its own process")
+    parser.add_argument("--devices", default="", help="GPUs to keep busy, e.g. 0,1,2,3 (one process per run)")
+    parser.add_argument("--jobs-per-device", type=int, default=1, help="runs at a time on each GPU of --devices")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+    parser.add_argument("--gpus-per-run", type=int, default=None, help="slurm: GPUs per run (default: the preset's)")
+    parser.add_argument("--partition", default=None, help="slurm partition (default: the preset's or the cluster's)")
+    parser.add_argument("--account", default=None, help="slurm account")
+    parser.add_argument("--time", type=int, default=None,
+                        help="slurm time limit per run, minutes (default: the plan's estimate x 1.5 + 15 min)")
+    parser.add_argument("--dry-run", action="store_true", help="slurm: print what would be submitted")
     parser.add_argument("--cluster", default=None, help=argparse_hidden())
     parser.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and report their status")
     parser.add_argument("--data-dir", default=None, help="local copies of the datasets (else the Hub)")

@@ -1,0 +1,171 @@
+"""Devices the planner prices a grid on: their matmul peak, the fraction of it a training step reaches, fixed
+costs per micro-batch and per run, memory. No torch unless a figure is measured.
+
+GPU rows are datasheet figures (dense tensor-core peaks); their efficiency is an assumption until
+`peft-bench plan --calibrate` runs on that GPU and replaces it with a measured one. The CPU row is measured on
+the machine itself: the matmul peak of one process at its thread count (torch when it is importable, numpy
+otherwise), cached in the calibration file; its efficiency and fixed costs were measured on this suite's
+training steps (docs/runner.md, "Cost planner").
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    peak: dict = field(default_factory=dict)         # precision (fp32 | bf16 | fp16) -> dense matmul FLOP/s
+    efficiency: float = 0.35                          # achieved / peak FLOP/s in a training step
+    step_overhead_s: float = 0.0                      # fixed cost of one micro-batch (launches, Python)
+    param_update_s: float = 0.0                       # optimizer time per trained parameter and step
+    run_overhead_s: float = 30.0                      # per run: process start, model and data loading
+    mem_gb: float = 0.0
+    bf16: bool = True                                 # "auto" precision trains in bf16 on this device
+    source: str = ""
+
+
+GPUS = {
+    "a100": Device("a100", {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12}, 0.35, 3e-3, 1.6e-11, 60, 80,
+                   source="datasheet (A100 SXM 80GB); efficiency assumed"),
+    "h100": Device("h100", {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, 0.30, 3e-3, 1.0e-11, 60, 80,
+                   source="datasheet (H100 SXM); efficiency assumed"),
+    "h200": Device("h200", {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, 0.30, 3e-3, 7e-12, 60, 141,
+                   source="datasheet (H200 SXM); efficiency assumed"),
+    "v100": Device("v100", {"fp16": 125e12, "fp32": 15.7e12}, 0.35, 4e-3, 3.6e-11, 60, 32, bf16=False,
+                   source="datasheet (V100 SXM2 32GB); no bf16; efficiency assumed"),
+    "l4": Device("l4", {"bf16": 121e12, "fp16": 121e12, "fp32": 30e12}, 0.35, 3e-3, 1.1e-10, 60, 24,
+                 source="datasheet (L4); efficiency assumed"),
+}
+# Measured on this suite's steps on a Xeon with one torch thread (docs/runner.md): achieved / matmul peak of
+# MiniLM-L6 training steps, and the fixed costs fitted from tiny-model steps and whole smoke runs.
+CPU_DEFAULTS = dict(efficiency=0.55, step_overhead_s=0.012, param_update_s=1.0e-9, run_overhead_s=4.0, bf16=False)
+
+
+def cache_path() -> Path:
+    root = os.environ.get("PEFT_BENCH_CACHE") or Path.home() / ".cache" / "peft-bench"
+    return Path(root) / "calibration.json"
+
+
+def read_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_cache(data: dict) -> None:
+    from bench.results import write_atomic
+
+    write_atomic(cache_path(), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def threads() -> int:
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value and value.isdigit() and int(value) > 0:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_key() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu|{model}|{threads()} threads"
+
+
+def detect() -> str:
+    """The device a plain `plan` prices: the first GPU that nvidia-smi lists (when it is a known one), else cpu."""
+    if shutil.which("nvidia-smi"):
+        try:
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                   text=True, timeout=10).stdout.lower()
+        except (OSError, subprocess.SubprocessError):
+            names = ""
+        for key in GPUS:
+            if key in names.splitlines()[0] if names.strip() else False:
+                return key
+    return "cpu"
+
+
+def device(name: str | None = None) -> Device:
+    """The profile of `name` (cpu, a100, h100, ...; None: detect), with calibrated figures when cached."""
+    from bench.config import ConfigError
+
+    name = (name or detect()).lower()
+    cache = read_cache()
+    if name == "cpu":
+        key = cpu_key()
+        peak = cache.get("peaks", {}).get(key) or measure_peak()
+        if key not in cache.get("peaks", {}):
+            cache.setdefault("peaks", {})[key] = peak
+            write_cache(cache)
+        base = Device("cpu", peak, mem_gb=_host_memory_gb(), source=f"{key}: matmul peak measured "
+                      f"({peak.get('by', '?')}); efficiency and fixed costs measured on this suite", **CPU_DEFAULTS)
+        fitted = cache.get("devices", {}).get(key)
+    elif name in GPUS:
+        base, fitted = GPUS[name], cache.get("devices", {}).get(name)
+    else:
+        raise ConfigError(f"--device {name}: unknown device; known: cpu, {', '.join(GPUS)}")
+    if fitted:
+        base = replace(base, **{k: v for k, v in fitted.items() if k in ("efficiency", "step_overhead_s",
+                                                                          "param_update_s", "run_overhead_s")},
+                       source=base.source + f"; calibrated {fitted.get('when', '')}")
+    return base
+
+
+def measure_peak(n: int = 1024, repeats: int = 8) -> dict:
+    """Best FLOP/s of an n^3 matmul in fp32 (and bf16 where the CPU has it), torch when importable."""
+    try:
+        import torch
+    except ImportError:
+        import numpy as np
+
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        best = min(_timed(lambda: a @ a) for _ in range(repeats))
+        return {"fp32": 2.0 * n ** 3 / best, "by": "numpy"}
+    out = {"by": "torch"}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(n, n, dtype=dtype)
+        a @ a
+        out[name] = 2.0 * n ** 3 / min(_timed(lambda: a @ a) for _ in range(repeats))
+    return out
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _host_memory_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def precision(mixed_precision: str, dev: Device) -> str:
+    """The precision a run trains in: `auto` follows the device (bf16 where it has it, else fp32)."""
+    if mixed_precision == "auto":
+        return "bf16" if dev.bf16 and "bf16" in dev.peak else "fp32"
+    return {"no": "fp32"}.get(mixed_precision, mixed_precision)
+
+
+def as_dict(dev: Device) -> dict:
+    return asdict(dev)
