@@ -17,7 +17,7 @@ DEV_DATA ?= ../shared/data
 TORCH ?= default
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install dev-data test test-hub smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
+.PHONY: install dev-data test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf gpu-check clean
 
 $(PY):
@@ -36,12 +36,17 @@ install: $(INSTALLED)
 # pytest exits 5 when it collects no tests: that is a failure here, said in words. The end-to-end tests through
 # the local Hub mirror (marker `hub`, minutes) run in `make test-hub` (and in .ci/run).
 test: $(INSTALLED)
-	@$(PY) -m pytest -q -n 2 -m "not hub" tests; rc=$$?; \
+	@$(PY) -m pytest -q -n 2 -m "not hub and not multiprocess" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 test-hub: $(INSTALLED)
 	@$(PY) -m pytest -q -n 0 -m hub tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-hub: pytest collected no tests" >&2; fi; exit $$rc
+
+# The executor, lock, Ctrl-C / SIGKILL and two-process DDP tests: several processes each, minutes (.ci/run).
+test-multiprocess: $(INSTALLED)
+	@$(PY) -m pytest -q -n 2 -m multiprocess tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-multiprocess: pytest collected no tests" >&2; fi; exit $$rc
 
 smoke: $(INSTALLED)
 	$(PEFT_BENCH) grid smoke

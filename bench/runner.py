@@ -232,11 +232,19 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
             best.update(epoch=epoch, score=score, result=res)
         return score, higher, logged
 
+    from bench.trackers import Tracker
+
+    tracker = Tracker(spec, folder)
+
     def on_epoch(log: list[dict]) -> None:
         write_jsonl(folder / "log.jsonl", log)
+        tracker.log(log[-1])
 
-    fitted = fit(model, loader, kind=task.kind, cfg=cfg, evaluate=evaluate, accelerator=accelerator,
-                 on_epoch=on_epoch, progress=progress)
+    try:
+        fitted = fit(model, loader, kind=task.kind, cfg=cfg, evaluate=evaluate, accelerator=accelerator,
+                     on_epoch=on_epoch, progress=progress)
+    finally:
+        tracker.finish()
     if keeps_state(spec, counts):
         _save_state(folder / STATE_FILE, {k: v.to("cpu") for k, v in method_state_dict(model, arch).items()})
 

@@ -27,6 +27,7 @@ def _folder(results: Path) -> Path:
     return folder
 
 
+@pytest.mark.multiprocess
 @pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
                     reason="accelerate's launcher is not installed")
 def test_two_processes_match_one_and_only_rank_0_writes(tmp_path):

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.locks import Busy, is_locked, run_lock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +59,7 @@ def test_a_lock_is_exclusive_and_dies_with_its_owner(tmp_path):
         pass
 
 
+@pytest.mark.multiprocess
 def test_jobs_2_gives_the_rows_of_jobs_1(tmp_path):
     one = subprocess.run(_grid(tmp_path / "one"), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stdout + one.stderr
@@ -70,6 +73,7 @@ def test_jobs_2_gives_the_rows_of_jobs_1(tmp_path):
         assert abs(float(a[key]) - float(b[key])) < 1e-9, key
 
 
+@pytest.mark.multiprocess
 def test_two_grid_processes_train_each_run_once(tmp_path):
     procs = [subprocess.Popen(_grid(tmp_path, *extra), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for extra in ((), ("--jobs", "2"))]
@@ -121,12 +125,14 @@ def _interrupt_then_resume(tmp_path, sig):
     return proc.returncode, out, started
 
 
+@pytest.mark.multiprocess
 def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path):
     code, out, interrupted = _interrupt_then_resume(tmp_path, signal.SIGINT)
     assert code == 130, out
     assert "finished runs kept" in out and interrupted
 
 
+@pytest.mark.multiprocess
 def test_sigkill_of_a_parallel_grid_loses_and_duplicates_nothing(tmp_path):
     code, _, interrupted = _interrupt_then_resume(tmp_path, signal.SIGKILL)
     assert code == -signal.SIGKILL and interrupted

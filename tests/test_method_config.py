@@ -87,3 +87,16 @@ def test_show_and_plan_run_without_torch(argv):
                          timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip()
+
+
+def test_collect_reads_the_plan_the_grids_ran_per_table_cell(tmp_path):
+    from bench.grid import planned, record_plan
+
+    assert planned("smoke", tmp_path) is None                       # no grid yet: collect replans
+    first = plan("smoke", tasks=["sst2"])
+    record_plan(first, tmp_path)
+    short = plan("smoke", tasks=["sst2"], methods=["lora"], overrides=["train.epochs=1"])
+    record_plan(short, tmp_path)                                    # a later grid repoints the LoRA cell only
+    ids = {s.run_id for s in planned("smoke", tmp_path)}
+    assert ids == {s.run_id for s in first if s.method != "lora"} | {short[0].run_id}
+    assert {s.run_id for s in planned("smoke", tmp_path, methods=["lora"])} == {short[0].run_id}

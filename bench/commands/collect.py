@@ -8,10 +8,15 @@ from bench.commands.grid import add_selection, selection
 
 
 def run(args) -> int:
-    from bench.grid import plan
+    from bench.grid import plan, planned
     from bench.results import collect
 
-    specs = plan(args.preset, **selection(args))
+    chosen = selection(args)
+    # the runs the grids of this preset last ran per table cell; replanned only with --set or before any grid
+    specs = None if chosen["overrides"] else planned(args.preset, args.results_dir, tasks=chosen["tasks"],
+                                                       methods=chosen["methods"], seeds=chosen["seeds"])
+    if specs is None:
+        specs = plan(args.preset, **chosen)
     out = Path(args.out or Path(args.results_dir) / f"{args.preset}.csv")
     counts = collect(specs, args.results_dir, out)
     print(f"{out}: {counts['rows']} rows from {counts['ok']} ok and {counts['failed']} failed runs; "

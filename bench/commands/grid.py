@@ -32,12 +32,12 @@ def data_dir_of(args, preset):
     return None if preset.default_data_dir is None else str(preset.default_data_dir)
 
 
-def _predicted(specs, todo, jobs: int = 1) -> tuple[dict, str]:
+def _predicted(specs, todo, jobs: int = 1, device=None) -> tuple[dict, str]:
     """Planned seconds per run (bench.cost) and the line shown before the grid starts."""
     try:
         from bench.commands.plan import estimate, summary_line
 
-        dev, runs, _, total = estimate(specs)
+        dev, runs, _, total = estimate(specs, device)
     except Exception as exc:  # noqa: BLE001 - an estimate is a convenience; the grid runs without it
         return {}, f"(no estimate: {type(exc).__name__}: {exc})"
     todo_s = sum(runs[s.run_id].seconds for s in todo)
@@ -45,6 +45,12 @@ def _predicted(specs, todo, jobs: int = 1) -> tuple[dict, str]:
 
 
 def run(args) -> int:
+    if args.track:
+        import os
+
+        from bench.trackers import ENV
+
+        os.environ[ENV] = args.track          # inherited by worker processes and Slurm jobs
     from bench.grid import parse_shard, pending, plan, record_plan, run_local, shard, validate
     from bench.preflight import check_resources
     from bench.presets import get_preset
@@ -57,7 +63,10 @@ def run(args) -> int:
     check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight.py: before any run
     todo = pending(specs, args.results_dir)
     slots = _slots(args)
-    predicted, estimate_line = _predicted(specs, todo, len(slots))
+    device = args.device
+    if device is None and args.executor == "slurm":   # price the GPU the jobs will get
+        device = "a100" if (args.gpus_per_run if args.gpus_per_run is not None else preset.resources.gpus) else "cpu"
+    predicted, estimate_line = _predicted(specs, todo, len(slots), device)
     print(f"{args.preset}: {len(specs)} runs in this shard, {len(specs) - len(todo)} done, {len(todo)} to run")
     print(estimate_line, flush=True)
     if args.executor == "slurm":
@@ -156,6 +165,8 @@ def register(parser) -> None:
     parser.add_argument("--devices", default="", help="GPUs to keep busy, e.g. 0,1,2,3 (one process per run)")
     parser.add_argument("--jobs-per-device", type=int, default=1, help="runs at a time on each GPU of --devices")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+    parser.add_argument("--device", default=None,
+                        help="device the estimate prices: cpu, a100, h100, ... (default: this machine's; slurm: a100)")
     parser.add_argument("--gpus-per-run", type=int, default=None, help="slurm: GPUs per run (default: the preset's)")
     parser.add_argument("--partition", default=None, help="slurm partition (default: the preset's or the cluster's)")
     parser.add_argument("--account", default=None, help="slurm account")
@@ -167,6 +178,8 @@ def register(parser) -> None:
     parser.add_argument("--data-dir", default=None, help="local copies of the datasets (else the Hub)")
     parser.add_argument("--model-dir", default=None, help="local copies of the models (else the Hub)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--track", choices=("tensorboard", "wandb"), default=None,
+                        help="live metrics of every run through accelerate's trackers (off by default)")
     parser.set_defaults(func=run)
 
 

@@ -8,6 +8,12 @@ import sys
 
 
 def run(args) -> int:
+    if args.track:
+        import os
+
+        from bench.trackers import ENV
+
+        os.environ[ENV] = args.track          # inherited by worker processes and Slurm jobs
     from dataclasses import replace
 
     from bench.grid import validate
@@ -54,4 +60,6 @@ def register(parser) -> None:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--save-state", action="store_true", help="keep the best trained state (state.pt)")
     parser.add_argument("--force", action="store_true", help="rerun even if this run already finished")
+    parser.add_argument("--track", choices=("tensorboard", "wandb"), default=None,
+                        help="live metrics of every run through accelerate's trackers (off by default)")
     parser.set_defaults(func=run)

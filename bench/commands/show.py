@@ -39,15 +39,21 @@ def run(args) -> int:
     from bench.grid import plan
     from bench.results import run_dir, run_status
 
+    from bench.locks import is_locked, lock_path
+
     specs = plan(args.preset, **selection(args))
     status = {s.run_id: run_status(run_dir(args.results_dir, s.preset, s.run_id)) for s in specs}
+    for s in specs:   # a run whose lock a live process holds is being trained now
+        if status[s.run_id] != "ok" and is_locked(lock_path(args.results_dir, s.preset, s.run_id)):
+            status[s.run_id] = "running"
     labels = {s.run_id: f"{s.task} {s.display}" for s in specs}
     groups: dict[tuple, list] = {}
     for s in specs:
         groups.setdefault((s.model, s.display, s.task, s.method, str(sorted(s.method_config.items()))), []).append(s)
-    totals = {k: sum(v == k for v in status.values()) for k in ("ok", "failed", "todo")}
+    totals = {k: sum(v == k for v in status.values()) for k in ("ok", "failed", "running", "todo")}
     print(f"{args.preset}: {len(specs)} runs = {len(groups)} rows x seeds; done {totals['ok']}, "
-          f"failed {totals['failed']}, to do {totals['todo']}")
+          f"failed {totals['failed']}, running {totals['running']}, to do {totals['todo']}")
+    print(_estimate(specs, status, args.device))
     n_tasks = len({s.task for s in specs})
     n_rows = len({(s.model, s.display) for s in specs})
     print(f"{n_tasks} tasks x {n_rows} method rows; seeds per row: "
@@ -69,6 +75,19 @@ def run(args) -> int:
     return 0
 
 
+def _estimate(specs, status, device_name) -> str:
+    """The plan's device time (bench.cost) and the ETA of what is not done yet."""
+    try:
+        from bench.commands.plan import estimate, summary_line
+
+        dev, runs, _, total = estimate(specs, device_name)
+    except Exception as exc:  # noqa: BLE001 - the table is shown without an estimate
+        return f"(no estimate: {type(exc).__name__}: {exc})"
+    left = sum(runs[s.run_id].seconds for s in specs if status[s.run_id] != "ok")
+    return summary_line(dev, total, todo_seconds=left)
+
+
 def register(parser) -> None:
     add_selection(parser)
+    parser.add_argument("--device", default=None, help="device the estimate prices (default: this machine's)")
     parser.set_defaults(func=run)

@@ -4,8 +4,8 @@ costs per micro-batch and per run, memory. No torch unless a figure is measured.
 GPU rows are datasheet figures (dense tensor-core peaks); their efficiency is an assumption until
 `peft-bench plan --calibrate` runs on that GPU and replaces it with a measured one. The CPU row is measured on
 the machine itself: the matmul peak of one process at its thread count (torch when it is importable, numpy
-otherwise), cached in the calibration file; its efficiency and fixed costs were measured on this suite's
-training steps (docs/runner.md, "Cost planner").
+otherwise), cached in the calibration file; its efficiency was measured on this suite's training steps
+(docs/runner.md, "Cost planner").
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Device:
     name: str
     peak: dict = field(default_factory=dict)         # precision (fp32 | bf16 | fp16) -> dense matmul FLOP/s
     efficiency: float = 0.35                          # achieved / peak FLOP/s in a training step
-    step_overhead_s: float = 0.0                      # fixed cost of one micro-batch (launches, Python)
+    step_overhead_s: float = 0.0                      # fixed cost of one micro-batch per block (launches, Python)
     param_update_s: float = 0.0                       # optimizer time per trained parameter and step
     run_overhead_s: float = 30.0                      # per run: process start, model and data loading
     mem_gb: float = 0.0
@@ -33,20 +33,24 @@ class Device:
 
 
 GPUS = {
-    "a100": Device("a100", {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12}, 0.35, 3e-3, 1.6e-11, 60, 80,
+    "a100": Device("a100", {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12}, 0.35, 1e-3, 1.6e-11, 60, 80,
                    source="datasheet (A100 SXM 80GB); efficiency assumed"),
-    "h100": Device("h100", {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, 0.30, 3e-3, 1.0e-11, 60, 80,
+    "h100": Device("h100", {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, 0.30, 1e-3, 1.0e-11, 60, 80,
                    source="datasheet (H100 SXM); efficiency assumed"),
-    "h200": Device("h200", {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, 0.30, 3e-3, 7e-12, 60, 141,
+    "h200": Device("h200", {"bf16": 989e12, "fp16": 989e12, "fp32": 67e12}, 0.30, 1e-3, 7e-12, 60, 141,
                    source="datasheet (H200 SXM); efficiency assumed"),
-    "v100": Device("v100", {"fp16": 125e12, "fp32": 15.7e12}, 0.35, 4e-3, 3.6e-11, 60, 32, bf16=False,
+    "v100": Device("v100", {"fp16": 125e12, "fp32": 15.7e12}, 0.35, 1e-3, 3.6e-11, 60, 32, bf16=False,
                    source="datasheet (V100 SXM2 32GB); no bf16; efficiency assumed"),
-    "l4": Device("l4", {"bf16": 121e12, "fp16": 121e12, "fp32": 30e12}, 0.35, 3e-3, 1.1e-10, 60, 24,
+    "l4": Device("l4", {"bf16": 121e12, "fp16": 121e12, "fp32": 30e12}, 0.35, 1e-3, 1.1e-10, 60, 24,
                  source="datasheet (L4); efficiency assumed"),
 }
-# Measured on this suite's steps on a Xeon with one torch thread (docs/runner.md): achieved / matmul peak of
-# MiniLM-L6 training steps, and the fixed costs fitted from tiny-model steps and whole smoke runs.
-CPU_DEFAULTS = dict(efficiency=0.55, step_overhead_s=0.012, param_update_s=1.0e-9, run_overhead_s=4.0, bf16=False)
+# GPUs: step overhead 1 ms per block and micro-batch (eager kernel launches of a block's forward, backward and
+# optimizer step) and 60 s per run for loading: assumptions, not measured here (no GPU).
+# CPU: the median achieved / matmul peak of whole MiniLM-L6 training steps (14 shapes of minilm-glue, batch 16-32,
+# lengths 16-128, every method; `plan minilm-glue --calibrate`, one thread, docs/runner.md); the fixed costs per
+# step and the optimizer are inside those step times, so they are 0 here. Per run (process start, model and data
+# loading): 4 s, an assumption.
+CPU_DEFAULTS = dict(efficiency=0.44, step_overhead_s=0.0, param_update_s=0.0, run_overhead_s=4.0, bf16=False)
 
 
 def cache_path() -> Path:
@@ -113,7 +117,7 @@ def device(name: str | None = None) -> Device:
             cache.setdefault("peaks", {})[key] = peak
             write_cache(cache)
         base = Device("cpu", peak, mem_gb=_host_memory_gb(), source=f"{key}: matmul peak measured "
-                      f"({peak.get('by', '?')}); efficiency and fixed costs measured on this suite", **CPU_DEFAULTS)
+                      f"({peak.get('by', '?')}); efficiency measured on this suite's MiniLM steps", **CPU_DEFAULTS)
         fitted = cache.get("devices", {}).get(key)
     elif name in GPUS:
         base, fitted = GPUS[name], cache.get("devices", {}).get(name)

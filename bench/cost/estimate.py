@@ -1,7 +1,7 @@
 """What a run costs before it starts: optimizer steps, training tokens, evaluation passes, peak memory, seconds.
 
 seconds = run overhead
-        + per epoch: micro-batches x step overhead + training FLOPs / (peak x efficiency)
+        + per epoch: micro-batches x blocks x step overhead + training FLOPs / (peak x efficiency)
                      + optimizer steps x trained parameters x per-parameter update time
         + per evaluation pass: batches x step overhead + forward FLOPs / (peak x efficiency)
           (generation: the prompt's forward pass, then beams x generated tokens of one-token steps over the
@@ -67,7 +67,7 @@ def run_cost(spec, dev: Device, calibration: dict | None = None, measured: dict 
     train = measured.get((spec.task, "train", kind)) or _lengths(spec.task, "train", kind, out.notes)
     peak = dev.peak.get(out.precision) or dev.peak.get("fp32")
     rate = peak * dev.efficiency
-    overhead, update = dev.step_overhead_s, dev.param_update_s
+    overhead, update = dev.step_overhead_s * s.layers, dev.param_update_s
     shape_key = calibration_key(spec, kind, train)
     if calibration and shape_key in calibration:     # measured steps include the fixed costs
         rate, overhead, update = calibration[shape_key]["flops_per_s"], 0.0, 0.0
@@ -110,7 +110,7 @@ def _eval_seconds(spec, task, s, m, lengths: Lengths, count: int, rate: float, d
         mean = lengths.mean(cfg.max_length)
         keys = lengths.mean_square(cfg.max_length) / mean + m.extra_tokens
         flops = count * (mean + m.extra_tokens) * forward_flops_per_token(s, m, keys, lm_head=False)
-        return math.ceil(count / cfg.eval_batch_size) * dev.step_overhead_s + flops / rate
+        return math.ceil(count / cfg.eval_batch_size) * dev.step_overhead_s * s.layers / 3 + flops / rate
     from bench.runner import decoding_of as decoding
 
     dec = decoding(spec, task)
