@@ -55,12 +55,17 @@ def time_shape(model: str, kind: str, num_labels: int, method: str, config: dict
 
 def calibrate(specs, device_name: str, *, progress=None) -> dict:
     """Time every distinct shape of `specs`; returns and caches {shape key: {"flops_per_s", "when"}}."""
+    from bench.cost.device import device, measure_peak, precision
     from bench.cost.estimate import calibration_key
     from bench.cost.lengths import lengths_of, tokenizer_kind
     from bench.tasks import get_task
 
     cache = read_cache()
     key = cpu_key() if device_name == "cpu" else device_name
+    if device_name == "cpu":            # the peak of the machine as it is now
+        cache.setdefault("peaks", {})[key] = measure_peak()
+        write_cache(cache)
+    dev = device(device_name)
     table = cache.setdefault("shapes", {}).setdefault(key, {})
     shapes = {}
     for spec in specs:
@@ -68,10 +73,10 @@ def calibrate(specs, device_name: str, *, progress=None) -> dict:
         train = lengths_of(spec.task, "train", kind)
         if train is None:
             continue
-        shapes.setdefault(calibration_key(spec, kind, train), spec)
+        shapes.setdefault(calibration_key(spec, kind, train, precision(spec.train.mixed_precision, dev)), spec)
     for i, (shape, spec) in enumerate(shapes.items()):
         task = get_task(spec.task)
-        length = int(shape.rsplit("|", 1)[1])
+        length = int(shape.split("|")[3])
         if progress:
             progress(i, len(shapes), shape)
         start = time.perf_counter()

@@ -30,6 +30,7 @@ class Device:
     mem_gb: float = 0.0
     bf16: bool = True                                 # "auto" precision trains in bf16 on this device
     source: str = ""
+    efficiency_by: dict = field(default_factory=dict)  # precision -> efficiency where it differs
 
 
 GPUS = {
@@ -49,8 +50,12 @@ GPUS = {
 # CPU: the median achieved / matmul peak of whole MiniLM-L6 training steps (14 shapes of minilm-glue, batch 16-32,
 # lengths 16-128, every method; `plan minilm-glue --calibrate`, one thread, docs/runner.md); the fixed costs per
 # step and the optimizer are inside those step times, so they are 0 here. Per run (process start, model and data
-# loading): 4 s, an assumption.
-CPU_DEFAULTS = dict(efficiency=0.44, step_overhead_s=0.0, param_update_s=0.0, run_overhead_s=4.0, bf16=False)
+# loading): 4 s, an assumption. bf16 autocast (what `auto` picks on a CPU with AMX / AVX512-BF16 where a bf16
+# matmul is >= 1.2x faster, bench/precision.py): 0.13 of the bf16 matmul peak, the median of three MiniLM shapes
+# timed ABBA against fp32 (training 1.3-1.5x faster than fp32 while the bf16 peak is ~5x the fp32 one).
+CPU_DEFAULTS = dict(efficiency=0.44, efficiency_by={"bf16": 0.13}, step_overhead_s=0.0, param_update_s=0.0,
+                    run_overhead_s=4.0)
+BF16_FASTER_BY = 1.2   # as bench.precision.FASTER_BY: `auto` trains a CPU in bf16 only when its matmul is this much faster
 
 
 def cache_path() -> Path:
@@ -116,7 +121,8 @@ def device(name: str | None = None) -> Device:
         if key not in cache.get("peaks", {}):
             cache.setdefault("peaks", {})[key] = peak
             write_cache(cache)
-        base = Device("cpu", peak, mem_gb=_host_memory_gb(), source=f"{key}: matmul peak measured "
+        bf16 = _cpu_has_bf16() and peak.get("bf16", 0.0) >= BF16_FASTER_BY * peak.get("fp32", float("inf"))
+        base = Device("cpu", peak, mem_gb=_host_memory_gb(), bf16=bf16, source=f"{key}: matmul peak measured "
                       f"({peak.get('by', '?')}); efficiency measured on this suite's MiniLM steps", **CPU_DEFAULTS)
         fitted = cache.get("devices", {}).get(key)
     elif name in GPUS:
@@ -152,6 +158,16 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16 in /proc/cpuinfo's flags (what torch's probes report, read without torch)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _host_memory_gb() -> float:

@@ -66,9 +66,9 @@ def run_cost(spec, dev: Device, calibration: dict | None = None, measured: dict 
     measured = measured or {}
     train = measured.get((spec.task, "train", kind)) or _lengths(spec.task, "train", kind, out.notes)
     peak = dev.peak.get(out.precision) or dev.peak.get("fp32")
-    rate = peak * dev.efficiency
+    rate = peak * dev.efficiency_by.get(out.precision, dev.efficiency)
     overhead, update = dev.step_overhead_s * s.layers, dev.param_update_s
-    shape_key = calibration_key(spec, kind, train)
+    shape_key = calibration_key(spec, kind, train, out.precision)
     if calibration and shape_key in calibration:     # measured steps include the fixed costs
         rate, overhead, update = calibration[shape_key]["flops_per_s"], 0.0, 0.0
         out.notes.append("calibrated")
@@ -132,10 +132,10 @@ def _target(lengths: Lengths) -> float:
     return sum((a + b) / 2 for a, b in zip(t, t[1:])) / (len(t) - 1)
 
 
-def calibration_key(spec, kind: str, train: Lengths) -> str:
-    """(model, method, batch, length bucket): the shape `--calibrate` times."""
+def calibration_key(spec, kind: str, train: Lengths, precision_: str) -> str:
+    """(model, method, batch, length bucket, precision): the shape `--calibrate` times."""
     bucket = 2 ** max(4, math.ceil(math.log2(max(1.0, train.mean(spec.train.max_length)))))
-    return f"{spec.model}|{spec.method}|{spec.train.batch_size}|{bucket}"
+    return f"{spec.model}|{spec.method}|{spec.train.batch_size}|{bucket}|{precision_}"
 
 
 # -- a grid ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The cost planner: closed-form FLOPs, the shipped length statistics, per-row and total estimates."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bench.cost.device import GPUS, Device, precision
+from bench.cost.estimate import calibration_key, grid_cost, run_cost
+from bench.cost.flops import forward_flops_per_token, method_cost, shape_of, train_flops_per_token
+from bench.cost.lengths import Lengths, lengths_of, tokenizer_kind
+from bench.grid import plan
+from bench.presets import PRESETS, SMOKE_DATA
+from bench.tasks import TASKS
+
+CPU = Device("cpu", {"fp32": 1e11, "bf16": 4e11}, efficiency=0.5, efficiency_by={"bf16": 0.1}, run_overhead_s=2.0,
+             bf16=True)
+
+
+def test_backward_costs_follow_what_is_trained():
+    s = shape_of("roberta-base")
+    fwd = forward_flops_per_token(s, method_cost("full", {}, s), 100, lm_head=False)
+    scores = s.layers * 4 * s.d * 100                         # attention scores and sum: no weight gradient
+    assert train_flops_per_token(s, method_cost("full", {}, s), 100, lm_head=False) == pytest.approx(3 * fwd - scores)
+    lora = train_flops_per_token(s, method_cost("lora", {"r": 8, "targets": ["q", "v"]}, s), 100, lm_head=False)
+    assert 2 * fwd < lora < 2.01 * fwd                       # frozen backbone: activation gradients only
+    top2 = train_flops_per_token(s, method_cost("topk", {"k": 2}, s), 100, lm_head=False)
+    assert fwd < top2 < 1.5 * fwd                            # only the top 2 of 12 blocks get a backward pass
+    assert s.total_params == pytest.approx(124.6e6, rel=0.02)   # RoBERTa-base without its head
+
+
+def test_truncated_moments_of_the_quantiles():
+    q = Lengths(n=10, q=tuple(range(0, 201, 10)))            # uniform on 0..200
+    assert q.mean() == pytest.approx(100)
+    assert q.mean(cap=100) == pytest.approx(75)
+    assert q.mean_square() == pytest.approx(200 ** 2 / 3, rel=0.01)
+
+
+def test_every_task_split_has_length_statistics_for_the_presets_tokenizers():
+    for spec in (s for name in PRESETS for s in plan(name)):
+        kind = tokenizer_kind(spec.model)
+        for split in ("train", *TASKS[spec.task].eval_splits):
+            entry = lengths_of(spec.task, split, kind)
+            assert entry is not None and entry.n > 0 and entry.source, (spec.task, split, kind)
+
+
+def test_the_shipped_byte_lengths_are_those_of_the_fixtures():
+    from bench.cost.lengths import measure
+    from bench.data import load_split
+    from bench.tiny_tokenizer import tiny_tokenizer
+
+    task = TASKS["sst2"]
+    fresh = measure(load_split(task, "train", SMOKE_DATA), task, "train", tiny_tokenizer("roberta"))
+    shipped = lengths_of("sst2", "train", "bytes")
+    assert (fresh["n"], tuple(fresh["q"])) == (shipped.n, shipped.q)
+
+
+def test_rows_add_up_and_precision_and_calibration_change_the_price():
+    specs = plan("minilm-glue")
+    runs, rows, total = grid_cost(specs, CPU)
+    assert total.runs == 16 and sum(r.runs for r in rows) == 16
+    assert total.seconds == pytest.approx(sum(c.seconds for c in runs.values()))
+    first = specs[0]
+    c = runs[first.run_id]
+    assert c.precision == "bf16" and c.steps == 3 * -(-3000 // 32) and c.eval_passes == 3
+    fp32 = run_cost(replace(first, train=replace(first.train, mixed_precision="no")), CPU)
+    assert fp32.precision == "fp32" and fp32.train_seconds == pytest.approx(c.train_seconds * 0.4 / 0.5, rel=1e-6)
+    key = calibration_key(first, "wordpiece", lengths_of("sst2", "train", "wordpiece"), "bf16")
+    slow = run_cost(first, CPU, {key: {"flops_per_s": 1e9}})
+    assert slow.train_seconds > 10 * c.train_seconds and "calibrated" in slow.notes
+    assert precision("auto", GPUS["v100"]) == "fp32" and precision("auto", GPUS["a100"]) == "bf16"
+
+
+def test_generation_runs_count_beams_and_new_tokens():
+    specs = plan("nlg-gpt2-medium", tasks=["e2e"], methods=["prefix"], seeds=[0])
+    c = run_cost(specs[0], GPUS["a100"])
+    assert c.generated_tokens > 0 and c.eval_passes >= 2 and c.peak_mem_gb > 1
