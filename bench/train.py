@@ -31,18 +31,21 @@ MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # what a batch p
 
 # -- setup ------------------------------------------------------------------------------------------------------
 def make_accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
+    import os
 
+    from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
     from bench.precision import allow_precision, resolve_precision
 
     precision = resolve_precision(cfg.mixed_precision)
     allow_precision(precision)
-    # split_batches: under `accelerate launch` each process trains on its slice of every batch of
-    # cfg.batch_size examples, so the global batch and its examples are those of one process.
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    extra = {}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # under `accelerate launch` each process trains on its slice of every batch of cfg.batch_size
+        # examples, so the global batch and its examples are those of one process
+        extra["dataloader_config"] = DataLoaderConfiguration(split_batches=True)
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, **extra)
 
 
 def trainable_named(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
