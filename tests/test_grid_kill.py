@@ -43,7 +43,7 @@ def test_sigkill_then_rerun_completes_every_run_exactly_once(tmp_path):
         proc.wait()
     assert killed_during_a_run, "the grid finished or stalled before it could be killed mid-run"
     before = {f.name: (f / "rows.json").read_bytes() for f in runs.iterdir() if (f / "rows.json").exists()}
-    interrupted = [f.name for f in runs.iterdir() if not (f / "rows.json").exists()]
+    interrupted = [f.name for f in runs.iterdir() if (f / "spec.json").exists() and not (f / "rows.json").exists()]
     assert before and interrupted
     for blob in before.values():                  # complete rows files only
         assert all(r["status"] == "ok" for r in json.loads(blob))
