@@ -11,8 +11,8 @@ leave no rows.json and rerun next time; finished runs are kept). A worker dies w
 parent-death signal), so a SIGKILLed grid leaves nothing training; run folders are written atomically, so a
 rerun finds each run either complete or not started.
 
-`python -m bench.executor RESULTS_DIR DATA_DIR MODEL_DIR < spec.json`: one worker (exit 0 ok, 1 failed,
-3 locked elsewhere).
+Each worker is a process forked from a fork server that imported torch once (exit 0 ok, 1 failed, 3 locked
+elsewhere, 130 interrupted); `python -m bench.executor RESULTS_DIR DATA_DIR MODEL_DIR < spec.json` runs one by hand.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from bench.locks import Busy, is_locked, lock_path, run_lock
 from bench.results import read_rows, run_dir, run_status
 from bench.spec import RunSpec
 
-BUSY = 3
+BUSY = 3            # worker exit: another process holds the run's lock
+DONE = 4            # worker exit: the run was complete when the lock was ours (trained elsewhere)
 POLL_S = 0.2
 
 
@@ -62,7 +63,7 @@ def gpu_slots(devices: list[str], per_device: int) -> list[Slot]:
 class Running:
     spec: RunSpec
     slot: Slot
-    proc: subprocess.Popen
+    proc: Worker
     start: float
 
 
@@ -118,6 +119,12 @@ def run_grid(specs: list[RunSpec], *, slots: list[Slot], results_dir="results", 
                 if code == BUSY:          # another grid process holds it: check again later
                     waiting.append(r.spec)
                     report("elsewhere", r.spec, {"seconds": seconds})
+                    continue
+                if code == DONE:          # another grid process finished it first
+                    finished.add(r.spec.run_id)
+                    counts["elsewhere"] += 1
+                    bar.update(weight[r.spec.run_id])
+                    report("elsewhere-done", r.spec, {})
                     continue
                 rows = read_rows(run_dir(results_dir, r.spec.preset, r.spec.run_id)) or []
                 ok = rows and all(row.get("status") == "ok" for row in rows)
@@ -180,33 +187,110 @@ class GridInterrupted(KeyboardInterrupt):
         self.counts = counts
 
 
-def _spawn(spec: RunSpec, slot: Slot, results_dir, data_dir, model_dir) -> subprocess.Popen:
-    env = {**os.environ, **slot.env}
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    cores = slot.cores
-
-    def pin() -> None:
-        if cores and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cores)
-
-    proc = subprocess.Popen([sys.executable, "-m", "bench.executor", str(results_dir), str(data_dir or ""),
-                             str(model_dir or "")], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, preexec_fn=pin)
-    proc.stdin.write(json.dumps(spec.to_dict()).encode())
-    proc.stdin.close()
-    return proc
+# Worker processes are forked from a fork server that has imported torch, transformers and the runner once, so a
+# run's own process starts in milliseconds instead of the seconds those imports take (on a loaded 2-core machine
+# about 7 s, more than a smoke run trains). CUDA is initialised lazily, in the worker, after its
+# CUDA_VISIBLE_DEVICES is set.
+PRELOAD = ["torch", "transformers", "transformers.activations", "accelerate", "methods", "bench.runner", "bench.train",
+           "bench.evaluate", "bench.models", "bench.data.batching", "bench.scorers", "bench.method_config",
+           "bench.trackers", "scipy.stats", "transformers.tokenization_utils_tokenizers",
+           "transformers.convert_slow_tokenizer"]
 
 
-def run_locked(spec: RunSpec, *, results_dir, data_dir=None, model_dir=None, progress=False) -> list[dict] | None:
-    """run_one under the run's lock; None when another live process holds it."""
+def _preload() -> list[str]:
+    """PRELOAD plus the transformers modelling module of every model type in the registry (imported lazily by
+    transformers on first use: seconds per process)."""
+    from bench.models import MODELS
+
+    types = sorted({info.config["model_type"].replace("-", "_") for info in MODELS.values()})
+    return PRELOAD + [f"transformers.models.{t}.modeling_{t}" for t in types]
+_CONTEXT = None
+
+
+def _context():
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing
+
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(_preload())
+    return _CONTEXT
+
+
+class Worker:
+    """One run's process (a multiprocessing.Process with Popen's poll / send_signal / wait / kill)."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def poll(self):
+        return self.process.exitcode
+
+    def send_signal(self, sig) -> None:
+        if self.process.pid:
+            os.kill(self.process.pid, sig)
+
+    def wait(self, timeout=None):
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired("worker", timeout)
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def _spawn(spec: RunSpec, slot: Slot, results_dir, data_dir, model_dir) -> Worker:
+    process = _context().Process(target=_worker, args=(spec.to_dict(), slot.env, slot.cores, str(results_dir),
+                                                       data_dir and str(data_dir), model_dir and str(model_dir)),
+                                 daemon=False)
+    process.start()
+    return Worker(process)
+
+
+def _worker(spec_dict: dict, env: dict, cores: tuple, results_dir: str, data_dir, model_dir) -> None:
+    _die_with_parent()
+    os.environ.update(env)
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    import torch
+
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM unwinds like Ctrl-C (no rows)
+    spec = RunSpec.from_dict(spec_dict)
+    try:
+        state, rows = train_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if state != "trained":
+        sys.exit(BUSY if state == "busy" else DONE)
+    sys.exit(0 if all(r.get("status") == "ok" for r in rows) else 1)
+
+
+def train_locked(spec: RunSpec, *, results_dir, data_dir=None, model_dir=None, progress=False):
+    """("busy", None) when another live process holds the run's lock; ("done", rows) when the run was complete
+    once the lock was ours; ("trained", rows) after run_one trained it here."""
     from bench.runner import run_one
 
     try:
         with run_lock(lock_path(results_dir, spec.preset, spec.run_id)):
-            return run_one(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir, progress=progress)
+            folder = run_dir(results_dir, spec.preset, spec.run_id)
+            if run_status(folder) == "ok":
+                return "done", read_rows(folder)
+            return "trained", run_one(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                                      progress=progress)
     except Busy:
-        return None
+        return "busy", None
+
+
+def run_locked(spec: RunSpec, *, results_dir, data_dir=None, model_dir=None, progress=False) -> list[dict] | None:
+    """run_one under the run's lock; None when another live process holds it."""
+    state, rows = train_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                               progress=progress)
+    return rows
 
 
 def _die_with_parent() -> None:
@@ -224,11 +308,11 @@ def main(argv: list[str]) -> int:
     results_dir, data_dir, model_dir = argv[0], argv[1] or None, argv[2] or None
     spec = RunSpec.from_dict(json.loads(sys.stdin.read()))
     try:
-        rows = run_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir)
+        state, rows = train_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir)
     except KeyboardInterrupt:
         return 130
-    if rows is None:
-        return BUSY
+    if state != "trained":
+        return BUSY if state == "busy" else DONE
     return 0 if all(r.get("status") == "ok" for r in rows) else 1
 
 

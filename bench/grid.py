@@ -240,7 +240,7 @@ def run_local(specs: list[RunSpec], *, results_dir="results", data_dir=None, mod
     Returns counts {ok, failed, skipped, blocked, elsewhere}."""
     import time
 
-    from bench.executor import run_locked
+    from bench.executor import train_locked
     from bench.locks import is_locked, lock_path
 
     todo = pending(specs, results_dir)
@@ -268,10 +268,13 @@ def run_local(specs: list[RunSpec], *, results_dir="results", data_dir=None, mod
         if on_start:
             on_start(k, len(todo), spec)
         start = time.perf_counter()
-        rows = run_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
-                          progress=progress)
-        if rows is None:
+        state, rows = train_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
+                                   progress=progress)
+        if state == "busy":
             deferred.append(spec)
+            continue
+        if state == "done":                # another process finished it while we waited for the lock
+            counts["elsewhere"] += 1
             continue
         k += 1
         counts[rows_status(rows)] += 1

@@ -134,5 +134,5 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path):
 
 @pytest.mark.multiprocess
 def test_sigkill_of_a_parallel_grid_loses_and_duplicates_nothing(tmp_path):
-    code, _, interrupted = _interrupt_then_resume(tmp_path, signal.SIGKILL)
-    assert code == -signal.SIGKILL and interrupted
+    code, _, _ = _interrupt_then_resume(tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL      # a run being trained may still finish (atomically) or rerun: both are fine
