@@ -17,7 +17,7 @@ DEV_DATA ?= ../shared/data
 TORCH ?= default
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: install dev-data test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
+.PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf gpu-check clean
 
 $(PY):
@@ -38,6 +38,9 @@ install: $(INSTALLED)
 test: $(INSTALLED)
 	@$(PY) -m pytest -q -n 2 -m "not hub and not multiprocess" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: $(INSTALLED)
+	$(PY) -m ruff check .
 
 test-hub: $(INSTALLED)
 	@$(PY) -m pytest -q -n 0 -m hub tests; rc=$$?; \

@@ -23,8 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from bench.locks import Busy, is_locked, lock_path, run_lock
 from bench.results import read_rows, run_dir, run_status

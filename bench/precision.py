@@ -43,7 +43,7 @@ def _best_seconds(dtype: torch.dtype, n: int, repeats: int) -> float:
     return best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_bf16_speedup(n: int = 512, repeats: int = 3) -> float:
     """fp32 over bf16 seconds of one n^3 matmul on this CPU (best of `repeats` each; about 20 ms in all)."""
     return _best_seconds(torch.float32, n, repeats) / _best_seconds(torch.bfloat16, n, repeats)

@@ -15,7 +15,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.results import failed_rows, metric_rows, read_rows, rows_status, run_dir, write_atomic, write_jsonl, ROWS_FILE
+from bench.results import (ROWS_FILE, failed_rows, metric_rows, read_rows, rows_status, run_dir, write_atomic,
+                           write_jsonl)
 from bench.spec import RunSpec, spec_json
 
 STATE_FILE = "state.pt"
@@ -268,7 +269,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
            "train_tokens_per_s": round(stats.tokens / stats.seconds, 3) if stats.seconds else "",
            "eval_seconds": round(eval_seconds, 3), "peak_mem_mb": round(peak, 1),
            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    del model, loader, accelerator
+    model = loader = accelerator = None    # free them before the next run of this process
     if torch.cuda.is_available():
         import gc
 

@@ -106,10 +106,11 @@ def submit(specs: list[RunSpec], preset: str, resources, *, results_dir="results
     folder = Path(folder or Path(results_dir) / "runs" / preset / "_submitit")
     request = request_of(resources, gpus=gpus, partition=partition, account=account)
     predicted = predicted or {}
-    args = (str(results_dir), None if data_dir is None else str(data_dir), None if model_dir is None else str(model_dir))
+    args = (str(results_dir), None if data_dir is None else str(data_dir),
+            None if model_dir is None else str(model_dir))
     jobs: dict[str, object] = {}
     previous: list = []
-    for k, wave in enumerate(waves(specs)):
+    for wave in waves(specs):
         limit = minutes or time_limit(wave, predicted, resources.hours)
         executor = make_executor(preset, replace(request, minutes=limit), folder=folder, cluster=cluster)
         slurm = executor.cluster == "slurm"

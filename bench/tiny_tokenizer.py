@@ -6,7 +6,7 @@ order) and no merges, so any text round-trips and ids never depend on training d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def byte_alphabet() -> list[str]:
     return [chars[b] for b in range(256)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _backend(family: str):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 

@@ -10,7 +10,8 @@ what must match the sequence length: the 2-D attention mask (prompt visible), `t
 `position_ids` (the prompt takes the positions right after the tokens in front of it; later tokens shift by
 `length`; without explicit ids the model numbers the longer sequence itself), and token-level `labels` (-100 on
 the prompt, so a loss computed by the model ignores it; for GPT-2 the first token's label too, so that the
-model's loss is exactly the loss over the caller's tokens, where the first token has nothing to be predicted from). A forward hook removes the prompt positions from
+model's loss is exactly the loss over the caller's tokens, where the first token has nothing to be predicted from). A
+forward hook removes the prompt positions from
 token-level `logits` again, so logits line up with the caller's tokens (hidden states and attentions keep them;
 sequence-level outputs such as a classifier's are unaffected).
 

@@ -164,7 +164,7 @@ def test_linearise_triples_leading_separator_is_prefix_tunings_webnlg_string():
     released = ""
     for s, p, o in triples:
         released += " | "
-        released += "{} : {} : {}".format(s, p, o)
+        released += f"{s} : {p} : {o}"
     assert linearise_triples(triples, lead_separator=True) == released == (
         " | Alan_Bean : nationality : United_States | Alan_Bean : birthPlace : Wheeler,_Texas")
     assert linearise_triples(triples) == released[3:]
@@ -203,7 +203,8 @@ def test_dart_json_preferred_and_2021_update_folder(tmp_path):
     ('[{"tripleset": [["a", "b", "c"]]}]', r"entry 0: expected an object with 'tripleset' and 'annotations'"),
     ('[{"tripleset": [["a", "b", "c"]], "annotations": [{"source": "x"}]}]',
      r"entry 0: expected 'annotations' as a list of \{source, text\} objects"),
-    ('[{"tripleset": [["a", "b", "c"]], "annotations": [{"text": "t"}]},\n {"tripleset": [', r"line 2, column \d+: malformed JSON"),
+    ('[{"tripleset": [["a", "b", "c"]], "annotations": [{"text": "t"}]},\n {"tripleset": [',
+     r"line 2, column \d+: malformed JSON"),
     ('{"entries": []}', r"expected a JSON list of DART entries, got dict"),
 ])
 def test_dart_malformed_json_errors(tmp_path, content, message):

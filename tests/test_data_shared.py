@@ -107,7 +107,7 @@ def test_webnlg_train_sources_are_the_released_strings(shared_data):
         for m in entry.find("modifiedtripleset").findall("mtriple"):
             subj, rela, obj = [part.strip() for part in m.text.split(" | ")]
             released += " | "
-            released += "{} : {} : {}".format(subj, rela, obj)
+            released += f"{subj} : {rela} : {obj}"
         assert ex.source == released and ex.source.startswith(" | ")
     two = next(ex for ex in train if ex.source.count(" | ") == 2)
     assert two.source.startswith(" | ") and " : " in two.source.split(" | ")[2]

@@ -64,7 +64,7 @@ def test_link_names_a_dependency_by_task_and_seed_once():
     linked = link(specs)
     assert [s.init_from for s in linked] == [None, None, linked[0].run_id, linked[1].run_id, linked[0].run_id]
     with pytest.raises(ValueError, match="not linked"):
-        specs[2].run_id
+        _ = specs[2].run_id
     with pytest.raises(ConfigError, match="not in the grid"):
         link([resolve(_spec("rte", init_from=After("mnli")))])
     with pytest.raises(ConfigError, match="names 2 runs"):

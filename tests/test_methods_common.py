@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.models import apply_method, load_model
-from methods import METHODS, UnsupportedFamily, arch_of, load_method_state, method_state_dict
+from methods import METHODS, UnsupportedFamily, load_method_state, method_state_dict
 from methods.base import added_parameters, blocks_of, get_module, head_parameters
 
 torch.set_num_threads(1)

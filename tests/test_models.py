@@ -160,7 +160,8 @@ def test_no_family_name_branches_outside_the_registries():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "bench"
-    branch = re.compile(r"""(family|model_type)\s*(==|!=|in|not in)\s*[("']|[=!]=\s*["'](gpt2|roberta|bert|deberta-v2)["']""")
+    branch = re.compile(r"""(family|model_type)\s*(==|!=|in|not
+    in)\s*[("']|[=!]=\s*["'](gpt2|roberta|bert|deberta-v2)["']""")
     files = ["grid.py", "models.py", "commands/params.py", "tiny_tokenizer.py"]
     found = [f"{name}:{i}: {line.strip()}" for name in files
              for i, line in enumerate((root / name).read_text().splitlines(), 1) if branch.search(line)]

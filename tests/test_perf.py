@@ -21,7 +21,8 @@ def perf_run(tmp_path_factory, fixtures_dir):
     out = tmp_path_factory.mktemp("perf") / "perf.json"
     code = main(["perf", "--model", "tiny-bert", "--gen-model", "tiny-gpt2", "--data-dir",
                  str(fixtures_dir / "perf"), "--batch-size", "2", "--steps", "1", "--dynamic-steps", "2",
-                 "--warmup", "1", "--examples", "0", "--decode-inputs", "3", "--precisions", "fp32,bf16", "--in-process",
+                 "--warmup", "1", "--examples", "0", "--decode-inputs", "3", "--precisions", "fp32,bf16",
+                 "--in-process",
                  "--out", str(out)])
     return code, json.loads(out.read_text())
 
@@ -125,7 +126,8 @@ def test_decode_only_with_random_weights(tmp_path, fixtures_dir):
     """--decode-only runs just the decoding case; --random-weights decodes a named GPT-2 architecture with random
     weights and the byte-level tokenizer (no download); a non-GPT-2 model is refused before any work."""
     out = tmp_path / "d.json"
-    code = main(["perf", "--data-dir", str(fixtures_dir / "perf"), "--decode-only", "--random-weights", "--gen-model", "tiny-gpt2",
+    code = main(["perf", "--data-dir", str(fixtures_dir / "perf"), "--decode-only", "--random-weights",
+                 "--gen-model", "tiny-gpt2",
                  "--decode-inputs", "2", "--in-process", "--out", str(out)])
     records = json.loads(out.read_text())
     assert code == 0 and {r["kind"] for r in records} == {"decode"} and len(records) == 3

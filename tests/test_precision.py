@@ -104,7 +104,7 @@ def test_bf16_base_computes_what_plain_autocast_computes(method, model_name, kin
     lowered, _ = build(model_name, kind, method)
     lowered.load_state_dict(reference.state_dict())
     with torch.no_grad():                        # a trained-looking method: nonzero updates everywhere
-        for (name, p), q in zip(reference.named_parameters(), lowered.parameters()):
+        for p, q in zip(reference.parameters(), lowered.parameters()):
             if p.requires_grad:
                 noise = torch.randn_like(p) * 0.02
                 p.add_(noise)

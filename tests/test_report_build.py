@@ -224,7 +224,8 @@ def test_unmatched_paper_keys_are_reported(tmp_path, capsys):
     _write(results / "fixture-glue.csv", COLUMNS, rows)
     code = main(["report", "fixture-glue", "--results", str(results), "--out", str(tmp_path / "r"), "--no-plots"])
     assert code == 0
-    assert "warning: no paper row in paper.csv for roberta-base BitFit (Bitfit 0.1M arxiv-v2)" in capsys.readouterr().out
+    warning = "warning: no paper row in paper.csv for roberta-base BitFit (Bitfit 0.1M arxiv-v2)"
+    assert warning in capsys.readouterr().out
     index = (tmp_path / "r" / "fixture-glue" / "index.md").read_text()
     assert "paper_method='Bitfit'" in index
     glue = (tmp_path / "r" / "fixture-glue" / "glue.md").read_text()

@@ -54,8 +54,10 @@ def _direct(tok, model, hyp, ref):
     (hi, hv), (ri, rv) = vectors(hyp), vectors(ref)
     cos = torch.nn.functional.cosine_similarity
     special = {tok.cls_token_id, tok.sep_token_id}
-    best_h = [max(float(cos(hv[a], rv[b], dim=0)) for b in range(len(ri))) for a in range(len(hi)) if hi[a] not in special]
-    best_r = [max(float(cos(hv[a], rv[b], dim=0)) for a in range(len(hi))) for b in range(len(ri)) if ri[b] not in special]
+    best_h = [max(float(cos(hv[a], rv[b], dim=0)) for b in range(len(ri)))
+              for a in range(len(hi)) if hi[a] not in special]
+    best_r = [max(float(cos(hv[a], rv[b], dim=0)) for a in range(len(hi)))
+              for b in range(len(ri)) if ri[b] not in special]
     p, r = sum(best_h) / len(best_h), sum(best_r) / len(best_r)
     return p, r, 2 * p * r / (p + r)
 

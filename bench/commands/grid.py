@@ -60,7 +60,7 @@ def run(args) -> int:
     specs = shard(plan(args.preset, **selection(args)), i, n)
     data_dir = data_dir_of(args, preset)
     validate(specs)
-    check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight.py: before any run
+    check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight/: before any run
     todo = pending(specs, args.results_dir)
     slots = _slots(args)
     device = args.device

@@ -21,7 +21,8 @@ def register(parser) -> None:
     parser.add_argument("--model-dir", default=None, help="local model copies")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps of a max_length case (default 8)")
     parser.add_argument("--dynamic-steps", type=int, default=None,
-                        help="timed steps of a dynamic-padding case (default 4 x --steps: shapes vary, steps are cheap)")
+                        help="timed steps of a dynamic-padding case "
+                             "(default 4 x --steps: shapes vary, steps are cheap)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them (default 2)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="examples per step (default 32, what minilm-glue trains SST-2 with)")
@@ -86,7 +87,8 @@ def run(args) -> int:
     plan = Plan(model=args.model, task=args.task, gen_model=args.gen_model, gen_task=args.gen_task,
                 gen_split=args.gen_split, data_dir=args.data_dir, model_dir=args.model_dir,
                 batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                dynamic_steps=args.dynamic_steps if args.dynamic_steps is not None else 4 * args.steps, max_length=args.max_length,
+                dynamic_steps=args.dynamic_steps if args.dynamic_steps is not None else 4 * args.steps,
+                max_length=args.max_length,
                 gen_max_length=args.gen_max_length, examples=args.examples, decode_inputs=args.decode_inputs,
                 device=args.device, threads=args.threads, generation_training=not args.no_generation_training,
                 suite_only=not args.no_suite_only, decode_only=args.decode_only, repeats=args.repeats,
@@ -163,7 +165,9 @@ def _check_data(plan) -> None:
     """Load both tasks' splits once before any case starts, so that missing data is one clear error."""
     from bench.data import load_split
 
-    needed = [(plan.gen_task, plan.gen_split)] if plan.decode_only else [(plan.task, "train"), (plan.gen_task, plan.gen_split)]
+    needed = [(plan.gen_task, plan.gen_split)]
+    if not plan.decode_only:
+        needed.insert(0, (plan.task, "train"))
     for task, split in needed:
         try:
             load_split(task, split, plan.data_dir)
@@ -214,10 +218,12 @@ def _print_tables(records: list[dict], comp: dict) -> None:
             rows.append([f"{c['model']}/{c['task']}", c["method"], c["padding"], c["engine"], "",
                          _fmt(c["bf16_examples_per_s"]), _fmt(c["fp32_examples_per_s"]),
                          _fmt(c["speedup"], ".2f") + "x", _fmt(c["speedup_cpu"], ".2f") + "x"])
-        print("\nprecision: bf16 autocast (suite: frozen matmul weights stored in bf16) vs fp32, same engine and batches")
+        print("\nprecision: bf16 autocast (suite: frozen matmul weights stored in bf16) vs fp32, "
+              "same engine and batches")
         print(_table(rows))
     for c in comp["memory"]:
-        print(f"\nmemory {c['model']}/{c['task']} ({c['padding']}, {c['precision']}): LoRA peak {c['lora_peak_mem_mb']:.0f} MB vs full "
+        print(f"\nmemory {c['model']}/{c['task']} ({c['padding']}, {c['precision']}): "
+              f"LoRA peak {c['lora_peak_mem_mb']:.0f} MB vs full "
               f"{c['full_peak_mem_mb']:.0f} MB (LoRA saves {c['saved_mb']:.0f} MB; above the loaded model: "
               f"{c['lora_above_start_mb']:.0f} vs {c['full_above_start_mb']:.0f} MB)")
     for c in comp["decode"]:

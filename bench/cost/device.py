@@ -55,7 +55,8 @@ GPUS = {
 # timed ABBA against fp32 (training 1.3-1.5x faster than fp32 while the bf16 peak is ~5x the fp32 one).
 CPU_DEFAULTS = dict(efficiency=0.44, efficiency_by={"bf16": 0.13}, step_overhead_s=0.0, param_update_s=0.0,
                     run_overhead_s=4.0)
-BF16_FASTER_BY = 1.2   # as bench.precision.FASTER_BY: `auto` trains a CPU in bf16 only when its matmul is this much faster
+# as bench.precision.FASTER_BY: `auto` trains a CPU in bf16 only when its matmul is this much faster
+BF16_FASTER_BY = 1.2
 
 
 def cache_path() -> Path:
@@ -150,7 +151,7 @@ def measure_peak(n: int = 1024, repeats: int = 8) -> dict:
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a = torch.randn(n, n, dtype=dtype)
         a @ a
-        out[name] = 2.0 * n ** 3 / min(_timed(lambda: a @ a) for _ in range(repeats))
+        out[name] = 2.0 * n ** 3 / min(_timed(lambda a=a: a @ a) for _ in range(repeats))
     return out
 
 

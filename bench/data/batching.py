@@ -13,7 +13,7 @@ strip), and does not depend on the tokenizer splitting special tokens out of tex
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
 
 from bench.config import ConfigError
 
@@ -46,7 +46,7 @@ class GenerationExample:
     idx: int                         # position of this input in the split
 
 
-Example = Union[ClassificationExample, GenerationExample]
+Example = ClassificationExample | GenerationExample
 
 
 def training_pairs(examples: Iterable[GenerationExample]) -> list[tuple[str, str]]:

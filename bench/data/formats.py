@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from bench.data.examples import DataError, Example, MissingSplitError
 from bench.data.glue import glue_candidates, glue_from_rows, read_glue_tsv

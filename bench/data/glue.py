@@ -7,7 +7,8 @@ holds a split, its columns and the label spellings are facts of the Task record 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from bench.data.examples import ClassificationExample, DataError
 from bench.tasks import Task, get_task

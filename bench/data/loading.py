@@ -3,7 +3,8 @@ from the Hub otherwise. Both paths give the same Example records."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from bench.data.examples import DataError, Example
 from bench.data.formats import format_of

@@ -7,7 +7,8 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
+from collections.abc import Iterable, Mapping
 
 from bench.data.examples import (
     DataError,
@@ -127,7 +128,8 @@ def read_benchmark_xml(path: Path, *, split: str, webnlg: bool) -> list[Generati
 
     WebNLG train keeps only lexicalisations marked comment="good" (as the Prefix-Tuning and LoRA training
     data do); dev and test keep every lexicalisation. WebNLG sources carry ` | ` before every triple, the first
-    one too (Prefix-Tuning's LineByLineWebNLGTextDataset); DART sources do not (its loaders join with ` | `). An entry without triples, a triple that is not
+    one too (Prefix-Tuning's LineByLineWebNLGTextDataset); DART sources do not (its loaders join with ` | `). An
+    entry without triples, a triple that is not
     `subject | property | object`, or a dev/test entry without lexicalisation is an error naming the entry.
     """
     root = _parse_xml(path)

@@ -33,7 +33,7 @@ tests/test_generate.py), with "total" those of a plain batch-1 implementation of
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

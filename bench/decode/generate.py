@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +36,7 @@ from methods.base import position_offset
 ENGINES = ("auto", "own", "hf")   # auto: own beam search where it applies (see `pick_engine`), else HF generate
 
 # tokenizer -> sorted ids of every vocabulary entry whose decoded text contains a newline
-_NEWLINE_IDS: "weakref.WeakKeyDictionary[object, tuple[int, ...]]" = weakref.WeakKeyDictionary()
+_NEWLINE_IDS: weakref.WeakKeyDictionary[object, tuple[int, ...]] = weakref.WeakKeyDictionary()
 
 
 def newline_token_ids(tokenizer) -> tuple[int, ...]:

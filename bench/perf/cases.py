@@ -11,7 +11,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from bench.perf.decode import DecodeCase
 from bench.perf.train import TrainCase
@@ -125,7 +125,8 @@ def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dic
             fields = asdict(case)
             return [{"kind": kind, "engine": fields.get("engine", "suite"), "method": fields.get("method", "none"),
                      "padding": fields.get("padding"), "model": fields.get("model"), "task": fields.get("task"),
-                     "precision": _precision_name(fields.get("precision")), "status": "failed", "error": " | ".join(tail) or f"exit code {proc.returncode}",
+                     "precision": _precision_name(fields.get("precision")), "status": "failed",
+                     "error": " | ".join(tail) or f"exit code {proc.returncode}",
                      "case": fields}]
         records = json.loads(out.read_text())
     for record in records:
@@ -176,7 +177,7 @@ def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None,
         if on_records is not None:   # what has been measured so far (a run cut short keeps it)
             on_records([r for tries in runs.values() for r in tries[-1]])
     records = []
-    for case, tries in runs.items():
+    for tries in runs.values():
         records += _fastest(tries) if len(tries) > 1 else tries[0]
     return records
 

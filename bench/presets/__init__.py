@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from bench.presets.glue import glue_roberta_base, glue_roberta_large, glue_roberta_large_restricted
 from bench.presets.nlg import nlg_gpt2_large, nlg_gpt2_medium

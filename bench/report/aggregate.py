@@ -196,7 +196,8 @@ def _batch_text(batch: float | None, accum: float | None) -> str:
 def _stats(runs: list[Run], center: str) -> dict[tuple[str, str], Stat]:
     """Per (split, metric): center and sample std over the runs, in the scale the first run gives it."""
     frame = pd.DataFrame([{"key": key, "seed": run.seed, "value": m.value, "scale": m.scale or None,
-                           "hib": m.higher_is_better, "note": m.note} for run in runs for key, m in run.metrics.items()],
+                           "hib": m.higher_is_better, "note": m.note}
+                          for run in runs for key, m in run.metrics.items()],
                          dtype=object)  # keep None as None (a float column would make it NaN)
     out: dict[tuple[str, str], Stat] = {}
     if frame.empty:

@@ -205,7 +205,8 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
     else:
         lines += [f"Learning curves read {n_logs} per-epoch logs under `{runs_dir}`.", ""]
     if grid.failed:
-        lines += ["## Failed runs", "", "| run_id | model | task | method | seed | error |", "|---|---|---|---|---|---|"]
+        lines += ["## Failed runs", "", "| run_id | model | task | method | seed | error |",
+                  "|---|---|---|---|---|---|"]
         for r in grid.failed:
             error = (r.error or "(no message)").replace("|", "\\|").replace("\n", " ")[:200]
             seed = "" if r.seed is None else f"{r.seed:g}"

@@ -1,7 +1,8 @@
 """Learning curves from the runner's per-epoch logs: results/runs/<preset>/<run_id>/log.jsonl.
 
 Each log line is a JSON object with "epoch" and numeric keys; {"split", "metric", "value"} lines are the
-series "<split>_<metric>" (the runner writes "dev_accuracy" directly). Per task: training loss and the dev selection metric against the epoch, one line
+series "<split>_<metric>" (the runner writes "dev_accuracy" directly). Per task: training loss and the dev selection
+metric against the epoch, one line
 per run (colour = method, as in the other plots), the selected epoch marked. No logs: no figure.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
     """(files written, number of runs with a log)."""
     style = styles(grid)
     run_key = {}
-    for (key, task), cell in grid.cells.items():
+    for (key, _task), cell in grid.cells.items():
         for run in cell.runs:
             run_key[run.run_id] = key
     written, n_logs = [], 0
@@ -96,7 +97,8 @@ def curve_plots(grid: Grid, runs_dir: Path, out: Path) -> tuple[list[Path], int]
                 med = _median_curve([c[idx] for c in curves])
                 if med:
                     ax.plot(*zip(*med), lw=2.2, marker=s.marker, ms=5, color=s.color, mec="black", mew=0.4,
-                            label=(f"{s.label} (median of {n} seeds)" if n > 1 else f"{s.label} (1 seed)") if idx == 0 else None, zorder=3)
+                            label=(f"{s.label} (median of {n} seeds)" if n > 1 else f"{s.label} (1 seed)")
+                            if idx == 0 else None, zorder=3)
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("training loss (mean per epoch)")
         ax_loss.set_title(f"{task_name(task)}: training loss")

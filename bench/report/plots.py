@@ -44,7 +44,7 @@ def plot_metric(grid: Grid, task: str) -> tuple[str, str] | None:
     """(split, metric) plotted for a task: the paper's headline metric, else the most common one of our runs."""
     known = headline(task)
     counts: dict[tuple[str, str], int] = {}
-    for (key, t), cell in grid.cells.items():
+    for (_key, t), cell in grid.cells.items():
         if t == task:
             for k, stat in cell.stats.items():
                 if stat.center is not None:

@@ -54,7 +54,8 @@ def to_markdown(table: Table) -> str:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\u2191": r"$\uparrow$",
-        "\u2193": r"$\downarrow$", "\u2212": "$-$", "\u00b1": r"$\pm$", "\u2013": "--", "\u0394": r"$\Delta$", "\u2020": r"\textsuperscript{\dag}", "\u03b1": r"$\alpha$",
+        "\u2193": r"$\downarrow$", "\u2212": "$-$", "\u00b1": r"$\pm$", "\u2013": "--", "\u0394": r"$\Delta$",
+        "\u2020": r"\textsuperscript{\dag}", "\u03b1": r"$\alpha$",
         "\u00d7": r"$\times$"}
 
 

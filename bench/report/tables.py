@@ -21,8 +21,8 @@ PaperIndex = dict[tuple, PaperRow]
 
 @dataclass(frozen=True)
 class Entry:
-    """One value cell. kind: value | failed | empty (no run, or no run wrote the metric) | missing (value left empty, reason in note)
-    | unscaled (our value's scale cannot be converted to the column's)."""
+    """One value cell. kind: value | failed | empty (no run, or no run wrote the metric) | missing (value left empty,
+    reason in note) | unscaled (our value's scale cannot be converted to the column's)."""
     kind: str
     scale: str = ""
     ours: float | None = None

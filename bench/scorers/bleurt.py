@@ -25,7 +25,7 @@ with an attention mask over the padding, so batching changes a score only by flo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.config import ConfigError
 

@@ -4,14 +4,15 @@ sacrebleu's TER (a port of tercom) spends ~90% of its time in `BeamEditDistance.
 beam-limited Levenshtein that builds tuples for every cell. `FastBeamEditDistance` keeps the same algorithm --
 same beam around the length-scaled diagonal, same costs, same preference order on ties (match/substitution,
 then deletion, then insertion, each only if strictly cheaper), same untouched cells outside the beam -- but
-stores a row as (costs, ops) lists, which makes it about 2.5x faster on DART segments. The shift search is sacrebleu's own
+stores a row as (costs, ops) lists, which makes it about 2.5x faster on DART segments. The shift search is
+sacrebleu's own
 (`lib_ter._shift`). tests/test_scorers_ter.py checks the results equal sacrebleu's `TER()` exactly.
 If sacrebleu's internals ever change shape, `translation_edit_rate` falls back to sacrebleu's.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from sacrebleu.metrics import lib_ter
 from sacrebleu.tokenizers.tokenizer_ter import TercomTokenizer

@@ -17,7 +17,7 @@ DART    run_eval_on_dart.sh: BLEU = multi-bleu (case-sensitive, no tokenisation)
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from bench.config import ConfigError
 from bench.scorers import java, mteval, ter

@@ -8,7 +8,7 @@ reported as None with the reason, never as NaN.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.scorers.base import ScorerError
 
@@ -101,7 +101,7 @@ class MeteorSession:
         for line in self._proc.stderr:
             self._stderr.append(line)
 
-    def __enter__(self) -> "MeteorSession":
+    def __enter__(self) -> MeteorSession:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.config import ConfigError
 
@@ -100,7 +100,7 @@ def metric_model_source(model_dir: str | Path | None) -> tuple[str, Path | None]
     return "dir", Path(value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hub_unreachable(endpoint: str, timeout: float = 10.0) -> str | None:
     """None when `endpoint` answers an HTTP request, else why not (one quick try per process, no retries:
     from_pretrained would retry each file for about half a minute)."""

@@ -23,7 +23,7 @@ import math
 import string
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.config import ConfigError
 

@@ -6,7 +6,7 @@ An example needs only `.references: tuple[str, ...]` (in the dataset's order) an
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.config import ConfigError
 from bench.scorers.base import Score

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -89,9 +89,9 @@ def corpus_ter(stats: Sequence[tuple[float, float]]) -> float:
     """TER as a fraction from per-segment statistics (tercom's 'Total TER'), summed in segment order."""
     edits = 0.0
     length = 0.0
-    for e, l in stats:
+    for e, n in stats:
         edits += e
-        length += l
+        length += n
     if length > 0:
         return edits / length
     return 1.0 if edits > 0 else 0.0

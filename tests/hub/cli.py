@@ -14,7 +14,8 @@ from bench.models import MODELS, ModelInfo
 from bench.presets import PRESETS, Preset, Resources
 from bench.spec import After, RunSpec, TrainConfig
 
-for _name, _repo in (("hub-tiny-roberta", "peft-bench-test/tiny-roberta"), ("hub-tiny-gpt2", "peft-bench-test/tiny-gpt2")):
+for _name, _repo in (("hub-tiny-roberta", "peft-bench-test/tiny-roberta"),
+                     ("hub-tiny-gpt2", "peft-bench-test/tiny-gpt2")):
     _base = MODELS[_name.removeprefix("hub-")]
     MODELS[_name] = ModelInfo(_name, _repo, _base.family, _base.config, "tiny test model served by the Hub mirror")
 

@@ -47,7 +47,8 @@ def problems(out: str) -> None:
     for name in ("typo-model", "roberta-base", "gpt2-medium"):
         problem = check_model(name, None)
         lines[f"model {name}"] = problem.line() if problem else None
-    for name, repo in (("hub-tiny-roberta", "peft-bench-test/tiny-roberta"), ("hub-tiny-gpt2", "peft-bench-test/tiny-gpt2")):
+    for name, repo in (("hub-tiny-roberta", "peft-bench-test/tiny-roberta"),
+                       ("hub-tiny-gpt2", "peft-bench-test/tiny-gpt2")):
         base = MODELS[name.removeprefix("hub-")]
         MODELS[name] = ModelInfo(name, repo, base.family, base.config)
         problem = check_model(name, None)

@@ -1,7 +1,8 @@
 """Serve a folder of mirror repositories as the Hub on 127.0.0.1 with olah (offline, `mirrors-path`).
 
 Repository info without a revision (`/api/models/ORG/NAME`, or `/api/models/NAME` for a legacy id without an
-organisation) makes olah ask upstream for the latest commit; the front answers it from `main`, as the Hub does. olah's routes take a revision as one path segment, so `refs%2Fconvert%2Fparquet` (how huggingface_hub sends
+organisation) makes olah ask upstream for the latest commit; the front answers it from `main`, as the Hub does.
+olah's routes take a revision as one path segment, so `refs%2Fconvert%2Fparquet` (how huggingface_hub sends
 `refs/convert/parquet`) matches no route. `ResolveRevisions` sits in front of olah and rewrites such a revision
 to the commit it names in the mirror's git repository; a revision the repository lacks gets the Hub's answer
 (404, X-Error-Code: RevisionNotFound).
