@@ -207,7 +207,9 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     if cfg.grad_checkpointing:
         enable_grad_checkpointing(model)
     accelerator = make_accelerator(cfg)
-    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(accelerator.mixed_precision)}
+    fast = cfg.cpu_fast_path and accelerator.device.type == "cpu" and not cfg.grad_checkpointing  # bench.fastpath
+    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(accelerator.mixed_precision),
+                            "fast_path": "cpu" if fast else "none"}
     max_length = fitted_max_length(model, cfg.max_length)
     loader = train_loader(spec, task, tokenizer, data["train"], max_length)
     _reset_peak_memory()

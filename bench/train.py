@@ -12,16 +12,18 @@ Public pieces (also used by the perf benchmark):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench.fastpath import cpu_fast_training
 from bench.precision import keep_frozen_in
 from bench.spec import TrainConfig
 from methods.base import IGNORE_INDEX
@@ -199,36 +201,38 @@ def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerato
         loss_sum = tokens = None
         pending = 0
 
+    fast = cpu_fast_training(accelerator.unwrap_model(model)) if cfg.cpu_fast_path else contextlib.nullcontext()
     start = time.perf_counter()
-    for batch in batches:
-        with accelerator.accumulate(model):
-            outputs = model(**model_inputs(batch))
-            logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
-            loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing, cfg.loss)
-            accelerator.backward(loss)
+    with fast:
+        for batch in batches:
+            with accelerator.accumulate(model):
+                outputs = model(**model_inputs(batch))
+                logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
+                loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing, cfg.loss)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    if cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            mask = batch.get("attention_mask")
+            n_tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+            tokens = n_tokens if tokens is None else tokens + n_tokens
+            pending += 1
+            stats.micro_batches += 1
+            stats.examples += int(batch["input_ids"].shape[0])
+            if pending >= SYNC_EVERY:
+                sync()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
             if accelerator.sync_gradients:
-                if cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        mask = batch.get("attention_mask")
-        n_tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
-        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
-        tokens = n_tokens if tokens is None else tokens + n_tokens
-        pending += 1
-        stats.micro_batches += 1
-        stats.examples += int(batch["input_ids"].shape[0])
-        if pending >= SYNC_EVERY:
-            sync()
-            if bar is not None:
-                bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
-        if accelerator.sync_gradients:
-            scheduler.step()
-            stats.steps += 1
-            if bar is not None:
-                bar.update(1)
-            if max_steps is not None and stats.steps >= max_steps:
-                break
+                scheduler.step()
+                stats.steps += 1
+                if bar is not None:
+                    bar.update(1)
+                if max_steps is not None and stats.steps >= max_steps:
+                    break
     sync()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -239,12 +243,13 @@ def steps_per_epoch(loader, cfg: TrainConfig) -> int:
     return max(1, math.ceil(len(loader) / cfg.grad_accum))
 
 
-def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig = TrainConfig(), max_steps: int,
+def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig | None = None, max_steps: int,
                 accelerator=None, progress: bool = False) -> StepStats:
     """Run exactly `max_steps` optimizer steps (cycling the loader), the same step code as `fit`.
 
     For benchmarks: prepare nothing beforehand; returns counts and wall-clock seconds of the loop.
     """
+    cfg = cfg if cfg is not None else TrainConfig()
     accelerator = accelerator or make_accelerator(cfg)
     keep_frozen_in(model, str(accelerator.mixed_precision))
     optimizer = make_optimizer(model, cfg)

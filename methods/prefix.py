@@ -40,6 +40,7 @@ import sys
 import types
 from dataclasses import dataclass
 from typing import ClassVar
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -119,9 +120,8 @@ class _LayerPrefix:
     """What one attention module needs: the shared encoder and its layer index (a plain object, not a module, so
     the encoder's parameters stay registered once, under `prefix_encoder`)."""
 
-    def __init__(self, encoder: PrefixEncoder, layer: int, heads: int, base_impl: str | None, eager_fn):
+    def __init__(self, encoder: PrefixEncoder, layer: int, heads: int):
         self.encoder, self.layer, self.heads = encoder, layer, heads
-        self.base_impl, self.eager_fn = base_impl, eager_fn
 
     def kv(self, batch: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix keys and values, each (batch, heads, length, d_head)."""
@@ -148,16 +148,17 @@ def _extend_mask(mask: torch.Tensor | None, module: nn.Module, q_len: int, k_len
 
 
 def prefix_attention(module: nn.Module, query, key, value, attention_mask, **kwargs):
-    """Attention function registered as `peft_bench_prefix_<base>`: prefix keys/values, then the base function."""
+    """Attention function registered as `peft_bench_prefix_<base>`: prefix keys/values, then the base function
+    (the one the module's config names now: `rebase_attention` may have put another base under the prefix)."""
+    base = module.config._attn_implementation.removeprefix(IMPL_PREFIX)
+    eager_fn = sys.modules[type(module).__module__].eager_attention_forward
     slot: _LayerPrefix | None = getattr(module, SLOT, None)
     if slot is None:                             # an attention module without prefix (e.g. cross-attention)
-        base = module.config._attn_implementation.removeprefix(IMPL_PREFIX)
-        return _base_function(base, sys.modules[type(module).__module__].eager_attention_forward)(
-            module, query, key, value, attention_mask, **kwargs)
+        return _base_function(base, eager_fn)(module, query, key, value, attention_mask, **kwargs)
     pk, pv = slot.kv(query.shape[0], key.device, key.dtype)
     mask = _extend_mask(attention_mask, module, query.shape[2], key.shape[2], pk.shape[2], key.device)
     key, value = torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2)
-    return _base_function(slot.base_impl, slot.eager_fn)(module, query, key, value, mask, **kwargs)
+    return _base_function(base, eager_fn)(module, query, key, value, mask, **kwargs)
 
 
 def _base_function(base: str, eager_fn):
@@ -174,6 +175,20 @@ def _register(base: str) -> str:
     AttentionInterface.register(name, prefix_attention)
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
     return name
+
+
+def rebase_attention(impl: str | None, wrap: Callable[[str], str]) -> str | None:
+    """The attention implementation that runs `wrap(base)` (a registered implementation whose masks are built as
+    for `base`) wherever `impl` runs the base implementation `base` (sdpa or eager): `wrap(base)` when `impl` is
+    the base itself, the prefix's wrapper around `wrap(base)` when `impl` is the prefix's wrapper around `base`;
+    None for any other implementation. (The training fast path, `bench.fastpath`, swaps sdpa for its own
+    attention this way, under the prefix as well.)"""
+    impl = impl or "eager"
+    if impl in BASE_IMPLS:
+        return wrap(impl)
+    if impl.startswith(IMPL_PREFIX) and impl.removeprefix(IMPL_PREFIX) in BASE_IMPLS:
+        return _register(wrap(impl.removeprefix(IMPL_PREFIX)))
+    return None
 
 
 def _deberta_prefix_forward(self, hidden_states, attention_mask, output_attentions=False, query_states=None,
@@ -275,7 +290,7 @@ class Prefix:
             if _is_disentangled(attn):
                 if attn.all_head_size != d:
                     raise UnsupportedFamily(f"prefix: {arch.family} attention width {attn.all_head_size} != d {d}")
-                setattr(attn, SLOT, _LayerPrefix(encoder, i, heads, None, None))
+                setattr(attn, SLOT, _LayerPrefix(encoder, i, heads))
                 attn.forward = types.MethodType(_deberta_prefix_forward, attn)
             else:
                 eager_fn = getattr(sys.modules[type(attn).__module__], "eager_attention_forward", None)
@@ -288,9 +303,10 @@ class Prefix:
                     raise UnsupportedFamily("prefix: GPT-2 with reorder_and_upcast_attn=True is not supported")
                 if base not in BASE_IMPLS:
                     raise UnsupportedFamily(
-                        f"prefix: attention implementation {base!r} is not supported; use one of {', '.join(BASE_IMPLS)}"
+                        f"prefix: attention implementation {base!r} is not supported; "
+                        f"use one of {', '.join(BASE_IMPLS)}"
                     )
-                setattr(attn, SLOT, _LayerPrefix(encoder, i, heads, base, eager_fn))
+                setattr(attn, SLOT, _LayerPrefix(encoder, i, heads))
                 uses_interface = True
         if uses_interface:
             model.config._attn_implementation = _register(base)

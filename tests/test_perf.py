@@ -156,3 +156,18 @@ def test_repeats_run_paired_cases_abba_and_keep_the_fastest(monkeypatch):
     first = by_label[paired[0]]
     assert first["repeats"] == 3 and first["examples_per_s"] == max(first["repeat_examples_per_s"])
     assert first["repeat_examples_per_s"][0] < first["repeat_examples_per_s"][1]  # in run order
+
+
+def test_fastpath_ab_runs_every_variant_and_its_ratios(fixtures_dir, tmp_path):
+    from bench.perf import fastpath_ab
+
+    out = tmp_path / "ab.json"
+    assert fastpath_ab.main(["--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"), "--methods", "lora",
+                             "--steps", "1", "--warmup", "1", "--batch-size", "2", "--examples", "0",
+                             "--out", str(out)]) == 0
+    report = json.loads(out.read_text())["methods"]["lora"]
+    assert set(report["runs"]) == {fastpath_ab.key(*v) for v in fastpath_ab.variants("lora")}
+    assert all(len(runs) == 2 for runs in report["runs"].values())                 # ABBA: each variant twice
+    assert {r["fast_path"] for r in report["runs"]["suite+fast/bf16"]} == {"cpu"}
+    assert {r["fast_path"] for r in report["runs"]["suite/bf16"]} == {"none"}
+    assert all(v > 0 for v in report["ratios"].values()) and len(report["ratios"]) == 14   # 6 + 4 + 4

@@ -56,6 +56,7 @@ class TrainCase:
     precision: str = "auto"       # no (fp32) | bf16 | auto (bench.precision.resolve_precision on `device`)
     random_weights: bool = False  # `model`'s architecture with random weights (bench.perf.shapes; no download)
     method_set: tuple[str, ...] = field(default_factory=tuple)  # `--set`-style overrides of the method
+    fast_path: bool = True        # the suite's CPU fast path (train.cpu_fast_path; bench.fastpath)
 
     @property
     def label(self) -> str:
@@ -115,7 +116,8 @@ def _run_suite(case, task, model, tokenizer, encoded):
     recorder = StepRecorder(loader.collate_fn, sync_cuda=torch.device(case.device).type == "cuda")
     loader.collate_fn = recorder
     cfg = TrainConfig(lr=case.lr, batch_size=case.batch_size, max_length=case.max_length, warmup_ratio=0.0,
-                      weight_decay=0.0, max_grad_norm=1.0, mixed_precision=case_precision(case))
+                      weight_decay=0.0, max_grad_norm=1.0, mixed_precision=case_precision(case),
+                      cpu_fast_path=case.fast_path)
     with PeakMemory(case.device) as mem:
         train_steps(model, loader, kind=task.kind, cfg=cfg, max_steps=_total_steps(case))
     return model, recorder, mem, "torch.optim.AdamW (bench.train.make_optimizer)"
@@ -261,6 +263,8 @@ def run_train_case(case: TrainCase) -> dict:
         "kind": "train", "engine": case.engine, "method": case.method, "padding": case.padding,
         "model": case.model + (" (random weights)" if case.random_weights else ""), "task": case.task,
         "precision": precision_name(case_precision(case)), "tokenizer": tokenizer_name,
+        "fast_path": "cpu" if case.engine == "suite" and case.fast_path and torch.device(case.device).type == "cpu"
+        else "none",
         "batch_size": case.batch_size, "steps": case.steps,
         "warmup_steps": case.warmup, "max_length": case.max_length,
         "examples_per_s": window["examples"] / seconds, "tokens_per_s": window["tokens"] / seconds,
