@@ -209,11 +209,13 @@ def record_plan(specs: list[RunSpec], results_dir) -> None:
             except (OSError, ValueError):
                 cells = {}
             cells.update({_slot(s): s.to_dict() for s in specs if s.preset == preset})
-            write_atomic(path, json.dumps(cells, indent=1, sort_keys=True, default=list) + "\n")
+            write_atomic(path, json.dumps(cells, indent=1, default=list) + "\n")   # in the grid's order
 
 
 def planned(preset: str, results_dir, *, tasks=(), methods=(), seeds=()) -> list[RunSpec] | None:
-    """The specs the grids of `preset` last ran, per table cell (None when no grid recorded a plan)."""
+    """The specs the grids of `preset` last ran, per table cell (None when no grid recorded a plan), in the
+    preset's order (cells it no longer has last, as recorded), so that the CSV and the tables list rows as the
+    preset does."""
     import json
 
     path = Path(results_dir) / "runs" / preset / PLAN_FILE
@@ -222,6 +224,11 @@ def planned(preset: str, results_dir, *, tasks=(), methods=(), seeds=()) -> list
     except (OSError, ValueError):
         return None
     specs = [RunSpec.from_dict(d) for d in cells.values()]
+    try:
+        rank = {_slot(s): i for i, s in enumerate(plan(preset))}
+    except ConfigError:                     # a preset that no longer expands: keep the recorded order
+        rank = {}
+    specs.sort(key=lambda s: rank.get(_slot(s), len(rank)))
     tasks, methods, seeds = set(tasks), set(methods), set(seeds)
     return [s for s in specs if (not tasks or s.task in tasks) and (not methods or s.method in methods)
             and (not seeds or s.seed in seeds)]

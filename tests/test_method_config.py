@@ -100,3 +100,17 @@ def test_collect_reads_the_plan_the_grids_ran_per_table_cell(tmp_path):
     ids = {s.run_id for s in planned("smoke", tmp_path)}
     assert ids == {s.run_id for s in first if s.method != "lora"} | {short[0].run_id}
     assert {s.run_id for s in planned("smoke", tmp_path, methods=["lora"])} == {short[0].run_id}
+
+
+def test_the_recorded_plan_reads_back_in_the_presets_order(tmp_path):
+    """The CSV and the tables list rows as the preset does, whatever order the grids recorded the cells in."""
+    import json
+
+    from bench.grid import PLAN_FILE, planned, record_plan
+
+    specs = plan("smoke")
+    record_plan(list(reversed(specs)), tmp_path)
+    path = tmp_path / "runs" / "smoke" / PLAN_FILE
+    cells = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(sorted(cells.items()))))        # as plan.json was once written: sorted keys
+    assert [s.run_id for s in planned("smoke", tmp_path)] == [s.run_id for s in specs]

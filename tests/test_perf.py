@@ -171,3 +171,19 @@ def test_fastpath_ab_runs_every_variant_and_its_ratios(fixtures_dir, tmp_path):
     assert {r["fast_path"] for r in report["runs"]["suite+fast/bf16"]} == {"cpu"}
     assert {r["fast_path"] for r in report["runs"]["suite/bf16"]} == {"none"}
     assert all(v > 0 for v in report["ratios"].values()) and len(report["ratios"]) == 14   # 6 + 4 + 4
+
+
+def test_interleave_trains_every_variant_every_round(fixtures_dir, tmp_path):
+    from bench.perf import interleave
+
+    out = tmp_path / "il.json"
+    assert interleave.main(["--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"), "--methods",
+                            "lora,prefix", "--rounds", "3", "--warmup", "1", "--batch-size", "2", "--examples", "0",
+                            "--out", str(out)]) == 0
+    records = json.loads(out.read_text())["methods"]
+    assert [r["method"] for r in records] == ["lora", "prefix"]
+    for r in records:
+        assert set(r["step_cpu_seconds"]) == {interleave.name(*v) for v in interleave.VARIANTS}
+        assert all(len(v) == 3 and min(v) > 0 for v in r["step_cpu_seconds"].values())
+        assert all(s["total"] > 0 and s["round_q1"] <= s["round_median"] <= s["round_q3"]
+                   for s in r["speedup_cpu"].values())

@@ -164,15 +164,12 @@ def test_select_final_without_per_epoch_evaluation_evaluates_once():
     assert calls == [2] and result.best_epoch == 2
 
 
-CHANGED = ("adapter",)   # methods whose computation changed since results/minilm-glue.csv was made
 
 
 def test_the_new_fields_at_their_defaults_keep_the_committed_run_ids():
-    """results/minilm-glue.csv was produced before `loss` and `select` existed; its run_ids still name those runs.
-
-    Adapter rows are left out: the adapter's `init` field came with the Pfeiffer placement fix, so their run_ids
-    changed on purpose (what those runs compute changed). The prefix's `shift_positions` stays out of the run_id
-    at False, what those runs computed, so the prefix rows keep theirs."""
+    """results/minilm-glue.csv was produced before `train.cpu_fast_path` existed; its run_ids still name those
+    runs (as `loss`, `select` and the prefix's `shift_positions` at their defaults kept the ids of the runs
+    before them)."""
     import csv
     from pathlib import Path
 
@@ -180,10 +177,11 @@ def test_the_new_fields_at_their_defaults_keep_the_committed_run_ids():
 
     committed = Path(__file__).resolve().parents[1] / "results" / "minilm-glue.csv"
     with committed.open(newline="") as handle:
-        ids = {row["run_id"] for row in csv.DictReader(handle) if row["method"] not in CHANGED}
-    assert len(ids) == 12
-    # the committed CSV holds seed 0; seeds 1 and 2 came later and are new runs
-    assert {s.run_id for s in plan("minilm-glue") if s.method not in CHANGED and s.seed == 0} == ids
+        ids = {row["run_id"] for row in csv.DictReader(handle)}
+    assert len(ids) == 48
+    assert {s.run_id for s in plan("minilm-glue")} == ids
+    torch_kernels = RunSpec(model="minilm-l6", task="sst2", method="full", train=TrainConfig(cpu_fast_path=False))
+    assert torch_kernels.run_id != RunSpec(model="minilm-l6", task="sst2", method="full").run_id
     spec = RunSpec(model="minilm-l6", task="sst2", method="full")
     final = RunSpec(model="minilm-l6", task="sst2", method="full", train=TrainConfig(select="final"))
     summed = RunSpec(model="minilm-l6", task="sst2", method="full", train=TrainConfig(loss="sentence_sum"))

@@ -1,0 +1,159 @@
+"""bf16 against fp32 and the CPU fast path on and off, interleaved step by step in one process.
+
+    OMP_NUM_THREADS=1 python -m bench.perf.interleave --data-dir ../shared/data --rounds 16 \
+        --out reports/perf/interleave.json
+
+On a machine whose speed drifts (a shared or throttled CPU), two runs of the same case minutes apart can differ by
+more than the effect measured. Here the four variants of a method (bf16 or fp32 autocast, with `bench.fastpath`
+or torch's kernels) are trained side by side in one process, as four copies of the same model with their own
+optimizers: every round trains each copy one optimizer step on the same batch, the variants' order rotating from
+round to round, so a slow spell of the machine falls on all four. The step is the suite's (`bench.train`):
+autocast around the forward pass, the task's loss, backward, clipping, fused AdamW; the bf16 copy keeps its
+frozen base in bf16 (`keep_frozen_in`). Ratios are of the summed step times over the timed rounds (thread CPU
+time and wall clock), with the spread of the per-round ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = (("bf16", True), ("fp32", True), ("bf16", False), ("fp32", False))
+
+
+def name(precision: str, fast: bool) -> str:
+    return f"{precision}{'+fast' if fast else ''}"
+
+
+def _copies(method: str, model_name: str, task, data_dir, batch_size: int, examples: int, rounds: int, seed: int):
+    import torch
+
+    from bench.models import apply_method, load_model, make_method
+    from bench.perf.train import TrainCase, _encoded, suite_loader
+    from bench.precision import keep_frozen_in
+    from bench.spec import TrainConfig
+    from bench.train import make_optimizer
+
+    case = TrainCase(engine="suite", method=method, padding="dynamic", model=model_name, task=task.name,
+                     data_dir=data_dir, batch_size=batch_size, steps=rounds, warmup=0, examples=examples, seed=seed)
+    copies = {}
+    tokenizer = encoded = None
+    for precision, fast in VARIANTS:
+        torch.manual_seed(seed)
+        model, tokenizer = load_model(model_name, kind=task.kind, num_labels=max(task.num_labels, 2))
+        apply_method(model, make_method(method, []))
+        if precision == "bf16":
+            keep_frozen_in(model, "bf16")
+        optimizer = make_optimizer(model, TrainConfig(lr=1e-4, weight_decay=0.0))
+        copies[name(precision, fast)] = (model, optimizer, precision, fast)
+        if encoded is None:
+            encoded = _encoded(case, task, tokenizer)
+    batches = list(suite_loader(case, encoded, tokenizer))
+    return copies, batches
+
+
+def _step(model, optimizer, batch, kind: str, precision: str, fast: bool) -> None:
+    import torch
+
+    from bench.fastpath import cpu_fast_training
+    from bench.train import compute_loss, model_inputs
+
+    model.train()
+    path = cpu_fast_training(model) if fast else contextlib.nullcontext()
+    with path:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(**model_inputs(batch))
+            logits = out.logits if hasattr(out, "logits") else out[0]
+            loss = compute_loss(kind, logits, batch["labels"], 0.0, "token_mean")
+        loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def measure(method: str, *, model_name: str, task_name: str, data_dir, batch_size: int, examples: int,
+            rounds: int, warmup: int, seed: int = 0) -> dict:
+    from bench.tasks import get_task
+
+    task = get_task(task_name)
+    copies, batches = _copies(method, model_name, task, data_dir, batch_size, examples, rounds + warmup, seed)
+    if len(batches) < rounds + warmup:
+        raise ValueError(f"{len(batches)} batches for {rounds + warmup} rounds: raise --examples")
+    cpu: dict[str, list[float]] = {k: [] for k in copies}
+    wall: dict[str, list[float]] = {k: [] for k in copies}
+    keys = list(copies)
+    for r in range(rounds + warmup):
+        batch = batches[r]
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            model, optimizer, precision, fast = copies[k]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            _step(model, optimizer, batch, task.kind, precision, fast)
+            c1, t1 = time.thread_time(), time.perf_counter()
+            if r >= warmup:
+                cpu[k].append(c1 - c0)
+                wall[k].append(t1 - t0)
+    examples_timed = sum(int(b["input_ids"].shape[0]) for b in batches[warmup:rounds + warmup])
+
+    def ratio(a: str, b: str, times: dict) -> dict:
+        per_round = [x / y for x, y in zip(times[b], times[a])]       # > 1: a is faster
+        q = statistics.quantiles(per_round, n=4) if len(per_round) >= 2 else [per_round[0]] * 3
+        return {"total": sum(times[b]) / sum(times[a]), "round_median": statistics.median(per_round),
+                "round_q1": q[0], "round_q3": q[2]}
+
+    pairs = {"bf16/fp32 (fast path)": ("bf16+fast", "fp32+fast"), "bf16/fp32 (torch kernels)": ("bf16", "fp32"),
+             "fast/torch (bf16)": ("bf16+fast", "bf16"), "fast/torch (fp32)": ("fp32+fast", "fp32"),
+             "bf16+fast / fp32 torch": ("bf16+fast", "fp32")}
+    return {
+        "method": method, "model": model_name, "task": task_name, "batch_size": batch_size, "rounds": rounds,
+        "warmup_rounds": warmup, "timed_examples": examples_timed,
+        "examples_per_cpu_s": {k: examples_timed / sum(v) for k, v in cpu.items()},
+        "examples_per_s": {k: examples_timed / sum(v) for k, v in wall.items()},
+        "speedup_cpu": {label: ratio(a, b, cpu) for label, (a, b) in pairs.items()},
+        "speedup_wall": {label: ratio(a, b, wall) for label, (a, b) in pairs.items()},
+        "step_cpu_seconds": cpu,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf.interleave", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="full,lora,bitfit,adapter,prefix,prompt,topk")
+    parser.add_argument("--model", default="minilm-l6")
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--data-dir", default=None, help="local release files (default: the Hub)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
+    parser.add_argument("--rounds", type=int, default=16, help="timed rounds (one step of every variant each)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from bench.perf.measure import machine
+
+    torch.set_num_threads(args.threads)
+    report = {"kind": "interleave", "command": " ".join(["python -m bench.perf.interleave", *sys.argv[1:]]),
+              "machine": machine("cpu", args.threads), "methods": []}
+    start = time.perf_counter()
+    for method in args.methods.split(","):
+        rec = measure(method, model_name=args.model, task_name=args.task, data_dir=args.data_dir,
+                      batch_size=args.batch_size, examples=args.examples, rounds=args.rounds, warmup=args.warmup)
+        report["methods"].append(rec)
+        for label, r in rec["speedup_cpu"].items():
+            wall = rec["speedup_wall"][label]["total"]
+            print(f"{method:8} {label:28} {r['total']:.2f}x CPU time (per round: median {r['round_median']:.2f}, "
+                  f"quartiles {r['round_q1']:.2f}-{r['round_q3']:.2f}); wall {wall:.2f}x", flush=True)
+    report["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
