@@ -14,7 +14,7 @@ from bench.spec import RunSpec, TrainConfig, resolve
 
 submitit = pytest.importorskip("submitit")
 
-TINY = TrainConfig(epochs=1, batch_size=8, lr=1e-3, max_length=64, eval_batch_size=32)
+TINY = TrainConfig(epochs=1, batch_size=8, lr=1e-3, max_length=64, eval_batch_size=32, mixed_precision="no")
 
 
 def test_job_function_and_specs_pickle():
