@@ -37,3 +37,18 @@ def sources(tokenizer, n: int = 12, seed: int = 0) -> list[list[int]]:
         length = int(torch.randint(2, 14, (1,), generator=g))
         out.append([ids[int(j)] for j in torch.randint(0, len(ids), (length,), generator=g)])
     return out
+
+
+def four_sentence_loader(tokenizer, kind: str):
+    """Two unshuffled batches of two sentences each: labels are the tokens (generate) or classes 0, 1, 2, 0."""
+    import numpy as np
+
+    from bench.data import make_loader
+    from bench.data.batching import Encoded
+
+    ids = [np.asarray(x, dtype=np.int32) for x in
+           tokenizer(["a tiny test sentence", "and another, longer one: 42!", "short", "a fourth one"])["input_ids"]]
+    features = {"input_ids": ids, "attention_mask": [np.ones_like(x) for x in ids],
+                "labels": [x.astype(np.int64) for x in ids] if kind == "generate" else np.arange(4) % 3}
+    encoded = Encoded(features=features, n_truncated=0, max_length=None, lengths=np.array([len(x) for x in ids]))
+    return make_loader(encoded, batch_size=2, pad_id=0, shuffle=False, seed=0)

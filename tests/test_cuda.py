@@ -9,6 +9,8 @@ import os
 import pytest
 import torch
 
+from tests.gen_helpers import four_sentence_loader
+
 pytestmark = pytest.mark.cuda
 
 DEVICE = os.environ.get("PEFT_BENCH_CUDA_TEST_DEVICE", "cuda")
@@ -31,10 +33,6 @@ def test_auto_trains_in_bf16_on_a_bf16_gpu():
 @pytest.mark.parametrize("model_name,kind", [("tiny-roberta", "classify"), ("tiny-gpt2", "generate")])
 @pytest.mark.parametrize("method", METHODS)
 def test_bf16_training_on_cuda_moves_only_the_trainable_fp32_parameters(method, model_name, kind):
-    import numpy as np
-
-    from bench.data import make_loader
-    from bench.data.batching import Encoded
     from bench.models import apply_method, load_model, make_method
     from bench.spec import TrainConfig
     from bench.train import train_steps
@@ -43,12 +41,7 @@ def test_bf16_training_on_cuda_moves_only_the_trainable_fp32_parameters(method, 
     model, tokenizer = load_model(model_name, kind=kind, num_labels=3)
     apply_method(model, make_method(method))
     model.to(DEVICE)
-    ids = [np.asarray(x, dtype=np.int32) for x in
-           tokenizer(["a tiny test sentence", "and another, longer one: 42!", "short", "a fourth one"])["input_ids"]]
-    features = {"input_ids": ids, "attention_mask": [np.ones_like(x) for x in ids],
-                "labels": [x.astype(np.int64) for x in ids] if kind == "generate" else np.arange(4) % 3}
-    encoded = Encoded(features=features, n_truncated=0, max_length=None, lengths=np.array([len(x) for x in ids]))
-    loader = make_loader(encoded, batch_size=2, pad_id=0, shuffle=False, seed=0)
+    loader = four_sentence_loader(tokenizer, kind)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     stats = train_steps(model, loader, kind=kind, cfg=TrainConfig(lr=1e-2, mixed_precision="bf16"), max_steps=2)

@@ -13,6 +13,7 @@ from bench.precision import keep_frozen_in, precision_name, resolve_precision
 from bench.spec import TrainConfig
 from bench.train import make_accelerator, train_steps
 from methods import METHODS, UnsupportedFamily
+from tests.gen_helpers import four_sentence_loader
 
 torch.set_num_threads(1)
 
@@ -122,18 +123,8 @@ def test_bf16_base_computes_what_plain_autocast_computes(method, model_name, kin
 @pytest.mark.parametrize("model_name,kind", MODELS)
 @pytest.mark.parametrize("method", list(METHODS))
 def test_bf16_training_moves_only_the_trainable_fp32_parameters(method, model_name, kind):
-    import numpy as np
-
-    from bench.data import make_loader
-    from bench.data.batching import Encoded
-
     model, tokenizer = build(model_name, kind, method)
-    ids = [np.asarray(x, dtype=np.int32) for x in
-           tokenizer(["a tiny test sentence", "and another, longer one: 42!", "short", "a fourth one"])["input_ids"]]
-    features = {"input_ids": ids, "attention_mask": [np.ones_like(x) for x in ids],
-                "labels": [x.astype(np.int64) for x in ids] if kind == "generate" else np.arange(4) % 3}
-    encoded = Encoded(features=features, n_truncated=0, max_length=None, lengths=np.array([len(x) for x in ids]))
-    loader = make_loader(encoded, batch_size=2, pad_id=0, shuffle=False, seed=0)
+    loader = four_sentence_loader(tokenizer, kind)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     stats = train_steps(model, loader, kind=kind, cfg=TrainConfig(lr=1e-2, mixed_precision="bf16"), max_steps=2)

@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in report["methods"][method]["ratios"].items():
             print(f"{method:8} {name:45} {value:.2f}x")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        from bench.results import write_atomic
+
+        write_atomic(args.out, json.dumps(report, indent=1) + "\n")
     return 0
 
 

@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"quartiles {r['round_q1']:.2f}-{r['round_q3']:.2f}); wall {wall:.2f}x", flush=True)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        from bench.results import write_atomic
+
+        write_atomic(args.out, json.dumps(report, indent=1) + "\n")
     return 0
 
 
