@@ -6,20 +6,21 @@ What a profile of a bf16 training step on a CPU showed (docs/perf.md): torch dra
 `scaled_dot_product_attention` with dropout on takes its math path, which upcasts queries, keys and values to
 fp32 and adds masking work of its own (`_safe_softmax`). While `cpu_fast_training(model)` is active:
 
-- every `nn.Dropout` of the model (the model's own and the methods') draws its mask from 32 random bits per
-  element (`drop_mask`: the element is dropped when a uniform 32-bit integer falls below round(p * 2^32), so the
-  drop rate is p to within 2^-33) and scales the kept elements by 1 / (1 - p), as `nn.Dropout` does; the mask
-  is kept as a bool tensor for the backward pass;
+- every `nn.Dropout` of the model (the model's own and the methods') draws its mask from 16 random bits per
+  element (`drop_mask`: the element is dropped when a uniform 16-bit integer falls below round(p * 2^16), so the
+  drop rate is p to within 2^-17: 0.1000061 for p = 0.1) and scales the kept elements by 1 / (1 - p), as
+  `nn.Dropout` does; the mask is kept for the backward pass (the generator's draws are most of a mask's
+  cost: 16 bits per element need half the draws of 32);
 - attention that goes through transformers' attention interface (BERT, RoBERTa, GPT-2; prefix tuning's wrapper
   included) runs `train_attention` when the module is training with a dropout rate above 0: scores in fp32
-  from the bf16 (or fp32) queries and keys, the mask, a softmax in fp32, the dropout above, probabilities times
-  values, the output in the values' dtype. In eval mode, or without dropout, the model's own implementation
+  from the bf16 (or fp32) queries and keys, the mask, a softmax in fp32, the dropout above, the probabilities
+  cast back to the values' dtype times the values. In eval mode, or without dropout, the model's own implementation
   (sdpa or eager) runs unchanged.
 
-The random stream differs from torch's (the masks are drawn from `random_` of the default generator, not
-`bernoulli_`): a seeded run is reproducible, but its masks are not the ones `nn.Dropout` would have drawn.
-Eval-mode outputs are those of the model's own implementation, bit for bit. On a GPU nothing changes: CUDA's
-dropout is fused and its SDPA kernels support dropout.
+The random stream differs from torch's (the masks come from a PCG64 generator seeded by one draw of torch's
+default generator, not from `bernoulli_`): a seeded run is reproducible, but its masks are not the ones
+`nn.Dropout` would have drawn. Eval-mode outputs are those of the model's own implementation, bit for bit. On a
+GPU nothing changes: CUDA's dropout is fused and its SDPA kernels support dropout.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from torch import nn
 
 IMPL_PREFIX = "peft_bench_train_"     # + the base implementation (sdpa | eager)
 BASE_IMPLS = ("sdpa", "eager")
-_TWO32 = 2 ** 32
+_TWO16 = 2 ** 16
 ATTN = "bf16"
 
 
@@ -49,10 +50,10 @@ def seeded_rng(generator: torch.Generator | None = None) -> np.random.PCG64:
 
 
 def _keep(n: int, p: float, rng: np.random.PCG64) -> np.ndarray:
-    """n booleans, False (dropped) with probability round(p * 2^32) / 2^32 each: an unsigned 32-bit draw below
-    that threshold (two draws from every 64-bit output of the generator)."""
-    bits = rng.random_raw((n + 1) // 2).view(np.uint32)[:n]
-    return bits >= np.uint32(min(round(p * _TWO32), _TWO32 - 1))
+    """n booleans, False (dropped) with probability round(p * 2^16) / 2^16 each: an unsigned 16-bit draw below
+    that threshold (four draws from every 64-bit output of the generator)."""
+    bits = rng.random_raw((n + 3) // 4).view(np.uint16)[:n]
+    return bits >= np.uint16(min(round(p * _TWO16), _TWO16 - 1))
 
 
 def drop_mask(shape, p: float, rng: np.random.PCG64) -> torch.Tensor:
@@ -154,9 +155,12 @@ def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def train_attention(module: nn.Module, query, key, value, attention_mask, dropout: float = 0.0,
                     scaling: float | None = None, is_causal: bool | None = None, **kwargs):
     """Attention function registered as `peft_bench_train_<base>` (base = sdpa or eager: its masks are built as
-    for the base). Training with dropout > 0: eager attention in the queries' dtype (bf16 under bf16 autocast,
-    as autocast runs eager attention; softmax accumulating in fp32), the mask (bool, True = visible, or
-    additive; no mask: causal when sdpa would apply causality itself), `dropout` as above on the probabilities.
+    for the base). Training with dropout > 0: eager attention with both matmuls in the queries' dtype (bf16
+    under bf16 autocast, as autocast runs eager attention) and the scores in fp32 from the first matmul on: the
+    mask (bool, True = visible, or additive; no mask: causal when sdpa would apply causality itself), softmax
+    and `dropout` as above on the probabilities, which are cast to the values' dtype for the second matmul
+    (transformers' eager attention also takes its softmax in fp32; torch's CPU softmax is ~4x slower on bf16
+    than on fp32 here).
     Otherwise, or with arguments it does not handle (grouped keys, a position bias, softcapping, attention
     weights asked for), the base implementation."""
     impl = module.config._attn_implementation or ""
@@ -171,10 +175,11 @@ def train_attention(module: nn.Module, query, key, value, attention_mask, dropou
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     out_dtype = query.dtype
     dtype = torch.float32 if ATTN == "fp32" else query.dtype
+    f32 = torch.float32
     with torch.autocast(query.device.type, enabled=False):
         cf = torch.contiguous_format
         query, key, value = (t.to(dtype, memory_format=cf) for t in (query, key, value))
-        scores = torch.matmul(query * scale, key.transpose(-1, -2))
+        scores = torch.matmul(query * scale, key.transpose(-1, -2)).to(f32)
         mask = attention_mask
         if mask is None and base == "sdpa":     # sdpa's own rule for applying causality itself
             causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -182,10 +187,10 @@ def train_attention(module: nn.Module, query, key, value, attention_mask, dropou
                 mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril()
         if mask is not None:
             if mask.dtype == torch.bool:
-                mask = state.get("mask", mask, lambda m: _additive(m, dtype)) if state else _additive(mask, dtype)
+                mask = state.get("mask", mask, lambda m: _additive(m, f32)) if state else _additive(mask, f32)
             scores = scores.add_(mask)
         probs = _Dropout.apply(F.softmax(scores, dim=-1), dropout, state.rng if state else seeded_rng())
-        out = torch.matmul(probs, value).to(out_dtype)
+        out = torch.matmul(probs.to(value.dtype), value).to(out_dtype)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -57,11 +57,15 @@ class _Attn(nn.Module):
         self.is_causal = causal
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("case", ["padding-mask", "causal-no-mask", "additive-mask"])
-def test_train_attention_is_eager_attention_with_the_same_mask(case):
+def test_train_attention_is_eager_attention_with_the_same_mask(case, dtype):
+    """fp32 inputs: eager attention to rounding. bf16 inputs (as under autocast): the same to bf16 resolution,
+    in bf16 (the scores, softmax and dropout run in fp32 inside, the output is cast back)."""
     torch.manual_seed(0)
     b, h, q, d, p = 2, 3, 5, 8, 0.2
-    query, key, value = (torch.randn(b, h, q, d, requires_grad=True) for _ in range(3))
+    leaves = [torch.randn(b, h, q, d, requires_grad=True) for _ in range(3)]
+    query, key, value = (t.to(dtype) for t in leaves)
     visible = torch.ones(b, 1, q, q, dtype=torch.bool)
     visible[1, ..., -2:] = False                                     # the second row's last two tokens padded
     if case == "padding-mask":
@@ -78,16 +82,19 @@ def test_train_attention_is_eager_attention_with_the_same_mask(case):
     setattr(module, fastpath.STATE, fastpath._State(rng))
     out, _ = fastpath.train_attention(module, query, key, value, mask, dropout=p, scaling=d ** -0.5)
 
-    scores = (query @ key.transpose(-1, -2)) * d ** -0.5
+    q32, k32, v32 = leaves
+    scores = (q32 @ k32.transpose(-1, -2)) * d ** -0.5
     scores = scores.masked_fill(~ref_mask, torch.finfo(torch.float32).min)
     probs = F.softmax(scores, dim=-1) * keep_multiplier((b, h, q, q), p, torch.float32, twin)
-    ref = (probs @ value).transpose(1, 2)
-    assert out.shape == (b, q, h, d)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    grads = torch.autograd.grad(out.square().sum(), (query, key, value))
-    ref_grads = torch.autograd.grad(ref.square().sum(), (query, key, value))
+    ref = (probs @ v32).transpose(1, 2)
+    assert out.shape == (b, q, h, d) and out.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=4e-2, atol=4e-2)
+    torch.testing.assert_close(out.float(), ref, **tol)
+    grads = torch.autograd.grad(out.float().square().sum(), leaves)
+    ref_grads = torch.autograd.grad(ref.square().sum(), leaves)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=6e-2, atol=6e-2)
     for g, r in zip(grads, ref_grads):
-        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(g, r, **tol)
 
 
 def _model(name: str, kind: str, method: str):

@@ -178,12 +178,16 @@ def test_interleave_trains_every_variant_every_round(fixtures_dir, tmp_path):
 
     out = tmp_path / "il.json"
     assert interleave.main(["--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"), "--methods",
-                            "lora,prefix", "--rounds", "3", "--warmup", "1", "--batch-size", "2", "--examples", "0",
+                            "lora,prefix", "--rounds", "3", "--repeats", "2", "--batch-size", "2", "--examples", "0",
                             "--out", str(out)]) == 0
     records = json.loads(out.read_text())["methods"]
     assert [r["method"] for r in records] == ["lora", "prefix"]
     for r in records:
         assert set(r["step_cpu_seconds"]) == {interleave.name(*v) for v in interleave.VARIANTS}
-        assert all(len(v) == 3 and min(v) > 0 for v in r["step_cpu_seconds"].values())
+        assert all(len(v) == 3 and all(len(t) == 2 and min(t) > 0 for t in v) for v in r["step_cpu_seconds"].values())
+        assert all(len(v) == 3 and min(v) > 0 for v in r["first_pass_step_cpu_seconds"].values())
+        assert set(r["speedup_cpu_first_pass"]) == set(r["speedup_cpu_mean"]) == set(r["speedup_cpu"])
+        fastest = sum(min(t) for t in r["step_cpu_seconds"]["bf16+fast"])          # a batch's fastest pass
+        assert r["examples_per_cpu_s"]["bf16+fast"] == pytest.approx(r["timed_examples"] / fastest)
         assert all(s["total"] > 0 and s["round_q1"] <= s["round_median"] <= s["round_q3"]
                    for s in r["speedup_cpu"].values())
