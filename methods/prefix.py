@@ -69,6 +69,7 @@ class PrefixEncoder(MethodModule):
         self.mlp_out = nn.Linear(mlp_hidden, layers * 2 * d, **kw)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.register_parameter("table", None)          # (layers, 2, length, d) once finalized
+        self._pass: tuple | None = None                  # (mode, per-layer keys/values) of the current forward
         with torch.no_grad():
             nn.init.normal_(self.embedding, std=EMBED_INIT_STD)
 
@@ -77,13 +78,23 @@ class PrefixEncoder(MethodModule):
         return self.table is not None
 
     def layer_kv(self, layer: int) -> torch.Tensor:
-        """Keys and values of one layer's prefix, shape (2, length, d)."""
+        """Keys and values of one layer's prefix, shape (2, length, d). The MLP runs once per forward pass of
+        the model for all layers (as the released code runs it), so its backward is one matmul, not one per
+        layer over the whole output; `new_pass`, a forward pre-hook of the model, starts a new pass."""
         if self.table is not None:
             return self.table[layer]
-        hidden = torch.tanh(self.mlp_in(self.embedding))                     # (length, mlp_hidden)
-        rows = slice(layer * 2 * self.d, (layer + 1) * 2 * self.d)           # this layer's rows of mlp_out
-        out = F.linear(hidden, self.mlp_out.weight[rows], self.mlp_out.bias[rows])
-        return self.dropout(out).view(self.length, 2, self.d).transpose(0, 1)
+        mode = (self.training, torch.is_grad_enabled(), _autocast(self.embedding.device.type))
+        if self._pass is None or self._pass[0] != mode:
+            hidden = torch.tanh(self.mlp_in(self.embedding))                 # (length, mlp_hidden)
+            out = self.dropout(self.mlp_out(hidden))                         # (length, layers * 2 * d)
+            per_layer = out.view(self.length, self.layers, 2, self.d).permute(1, 2, 0, 3).unbind(0)
+            self._pass = (mode, per_layer)
+        return self._pass[1][layer]
+
+    def new_pass(self, *_args, **_kwargs) -> None:
+        """Forward pre-hook of the model: the next `layer_kv` computes the prefix anew (the parameters may have
+        changed since the last pass, and that pass's graph may have been freed by its backward)."""
+        self._pass = None
 
     def number_positions(self, backbone: nn.Module, args: tuple, kwargs: dict):
         """Forward pre-hook of a decoder's backbone: position ids past + offset + 0..T-1 when none are given.
@@ -107,13 +118,22 @@ class PrefixEncoder(MethodModule):
             return
         was_training = self.training
         self.eval()
+        self.new_pass()
         table = torch.stack([self.layer_kv(i) for i in range(self.layers)]).clone()
+        self.new_pass()
         self.train(was_training)
         del self.embedding, self.mlp_in, self.mlp_out
         self.table = nn.Parameter(table)
 
     def extra_repr(self) -> str:
         return f"length={self.length}, d={self.d}, layers={self.layers}, finalized={self.finalized}"
+
+
+def _autocast(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:                         # a device without autocast (meta)
+        return False
 
 
 class _LayerPrefix:
@@ -280,6 +300,7 @@ class Prefix:
         weight = get_module(model, arch.embeddings).weight
         encoder = PrefixEncoder(self.length, d, layers, self.mlp_hidden, self.dropout, weight.device, weight.dtype)
         model.add_module("prefix_encoder", encoder)
+        model.register_forward_pre_hook(encoder.new_pass)
         if arch.decoder and self.shift_positions:
             encoder.position_offset = self.length
             get_module(model, arch.backbone).register_forward_pre_hook(encoder.number_positions, with_kwargs=True)

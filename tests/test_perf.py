@@ -191,3 +191,17 @@ def test_interleave_trains_every_variant_every_round(fixtures_dir, tmp_path):
         assert r["examples_per_cpu_s"]["bf16+fast"] == pytest.approx(r["timed_examples"] / fastest)
         assert all(s["total"] > 0 and s["round_q1"] <= s["round_median"] <= s["round_q3"]
                    for s in r["speedup_cpu"].values())
+
+
+def test_ops_times_every_case_in_both_precisions(tmp_path):
+    from bench.perf import ops
+
+    out = tmp_path / "ops.json"
+    assert ops.main(["--batch", "2", "--tokens", "4", "--calls", "2", "--repeats", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    times = report["us_per_call"]
+    for op in ("softmax", "layer_norm", "gelu", "dropout p=0.1", "linear 384->1536"):
+        for precision in ("fp32", "bf16"):
+            assert any(k.startswith(op) and precision in k for k in times), (op, precision)
+    assert all(v > 0 for v in times.values()) and report["shapes"]["tokens"] == 4
+    assert report["command"].endswith("--out " + str(out))

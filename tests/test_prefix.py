@@ -246,8 +246,41 @@ def test_dropout_only_in_training():
     a, b = model.prefix_encoder.layer_kv(0), model.prefix_encoder.layer_kv(0)
     assert torch.equal(a, b)                                       # eval: deterministic
     model.train()
-    assert not torch.equal(model.prefix_encoder.layer_kv(0), model.prefix_encoder.layer_kv(0))
+    encoder = model.prefix_encoder
+    first = encoder.layer_kv(0)
+    assert encoder.layer_kv(0) is first                            # one draw per forward pass of the model
+    encoder.new_pass()
+    assert not torch.equal(encoder.layer_kv(0), first)             # the next pass draws another mask
     assert isinstance(Prefix().apply.__self__, Prefix) and Prefix().dropout == 0.0
+
+
+@pytest.mark.parametrize("name,kind", [("tiny-roberta", "classify"), ("tiny-gpt2", "generate"),
+                                       ("tiny-deberta", "classify")])
+def test_mlp_runs_once_per_forward_pass_and_gradients_accumulate(name, kind):
+    """Each forward pass of the model computes the prefix afresh (a pre-hook), once for all layers: two passes
+    with their backward passes (gradient accumulation) give twice one pass's gradient, and the prefix follows
+    the parameters after they change."""
+    model, _ = with_prefix(name, kind)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0                                               # the two passes compute the same
+    batch = inputs()
+    encoder = model.prefix_encoder
+    calls = []
+    encoder.mlp_out.register_forward_hook(lambda *_: calls.append(1))
+    model(**batch).logits.float().square().mean().backward()
+    assert len(calls) == 1
+    once = {n: p.grad.clone() for n, p in encoder.named_parameters()}
+    model(**batch).logits.float().square().mean().backward()
+    assert len(calls) == 2
+    for n, p in encoder.named_parameters():
+        torch.testing.assert_close(p.grad, 2 * once[n])
+    before = encoder.layer_kv(0).detach().clone()
+    with torch.no_grad():
+        encoder.mlp_out.bias.add_(1.0)
+    model(**batch)
+    assert not torch.equal(encoder.layer_kv(0), before)
 
 
 def test_validation():
