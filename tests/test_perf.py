@@ -193,11 +193,13 @@ def test_interleave_trains_every_variant_every_round(fixtures_dir, tmp_path):
                    for s in r["speedup_cpu"].values())
 
 
-def test_ops_times_every_case_in_both_precisions(tmp_path):
+def test_ops_times_every_case_in_both_precisions(fixtures_dir, tmp_path):
     from bench.perf import ops
 
     out = tmp_path / "ops.json"
-    assert ops.main(["--batch", "2", "--tokens", "4", "--calls", "2", "--repeats", "2", "--out", str(out)]) == 0
+    assert ops.main(["--batch", "2", "--tokens", "4", "--calls", "2", "--repeats", "2", "--steps-of", "lora",
+                     "--step-count", "2", "--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"),
+                     "--examples", "0", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     times = report["us_per_call"]
     for op in ("softmax", "layer_norm", "gelu", "dropout p=0.1", "linear 384->1536"):
@@ -205,3 +207,10 @@ def test_ops_times_every_case_in_both_precisions(tmp_path):
             assert any(k.startswith(op) and precision in k for k in times), (op, precision)
     assert all(v > 0 for v in times.values()) and report["shapes"]["tokens"] == 4
     assert report["command"].endswith("--out " + str(out))
+    (steps,) = report["steps"]
+    assert steps["method"] == "lora" and set(steps["by_precision"]) == {"bf16", "fp32"}
+    for precision, r in steps["by_precision"].items():
+        assert 0 < r["matmul_share"] < 1 and r["ms_per_step"] > 0
+        assert abs(sum(o["share"] for o in r["ops"]) - 1) < 0.01
+        assert any(o["op"].startswith("aten.addmm") and precision.replace("bf16", "bfloat16").replace(
+            "fp32", "float32") in o["op"] for o in r["ops"])               # the matmuls ran in that precision

@@ -156,10 +156,9 @@ def summarize(train: list[dict], peak: float | None) -> list[dict]:
 
 
 def _write(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    tmp.replace(path)
+    from bench.results import write_atomic
+
+    write_atomic(path, json.dumps(report, indent=1) + "\n")
 
 
 def parse_args(argv):

@@ -3,10 +3,17 @@ path (`bench.fastpath`) and behind what bf16 does and does not speed up.
 
     OMP_NUM_THREADS=1 python -m bench.perf.ops --out reports/perf/ops.json
 
+    OMP_NUM_THREADS=1 python -m bench.perf.ops --steps-of lora --data-dir ../shared/data
+
 The shapes are those of a MiniLM-L6 step on SST-2 (batch 32, 24 tokens after dynamic padding, hidden size 384,
 FFN 1,536, 12 heads) unless set. Every operation runs `--calls` times in a row, and the cases take turns for
 `--repeats` rounds; a case's time per call is its fastest round (a shared machine's speed changes from second to
 second, see `bench.perf.interleave`), in thread CPU time.
+
+`--steps-of METHOD` adds where a training step's time goes: the suite's step (`bench.perf.interleave`) of that
+method on MiniLM-L6 / SST-2 in bf16 and in fp32, fast path on, timed per aten operation (a dispatch-mode timer:
+forward, backward and optimizer, by operation and input dtypes) over `--step-count` steps after as many untimed
+ones on the same batches. Python between the operations is not counted.
 """
 from __future__ import annotations
 
@@ -75,6 +82,58 @@ def measure(batch: int = 32, tokens: int = 24, hidden: int = 384, ffn: int = 153
             "calls": calls, "repeats": repeats, "us_per_call": {k: round(v * 1e6, 1) for k, v in best.items()}}
 
 
+MATMULS = ("aten.mm.", "aten.addmm.", "aten.bmm.", "aten.baddbmm.")
+
+
+def step_ops(method: str, *, data_dir, steps: int = 10, batch_size: int = 32, examples: int = 1280,
+             model_name: str = "minilm-l6", task_name: str = "sst2") -> dict:
+    """Per-operation thread CPU time of `steps` training steps of `method`, in bf16 and in fp32."""
+    import collections
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from bench.fastpath import cpu_fast_training
+    from bench.perf.interleave import _copies, _step
+    from bench.tasks import get_task
+
+    class Timer(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seconds: collections.Counter = collections.Counter()
+            self.calls: collections.Counter = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            dtypes = sorted({str(a.dtype).removeprefix("torch.") for a in args if isinstance(a, torch.Tensor)})
+            key = f"{func} ({', '.join(dtypes)})" if dtypes else str(func)
+            start = time.thread_time()
+            out = func(*args, **(kwargs or {}))
+            self.seconds[key] += time.thread_time() - start
+            self.calls[key] += 1
+            return out
+
+    task = get_task(task_name)
+    copies, batches = _copies(method, model_name, task, data_dir, batch_size, examples, steps, 0)
+    out = {}
+    for precision in ("bf16", "fp32"):
+        model, optimizer, _, _ = copies[f"{precision}+fast"]
+        with cpu_fast_training(model):
+            for b in batches[:steps]:
+                _step(model, optimizer, b, task.kind, precision)
+            timer = Timer()
+            with timer:
+                for b in batches[:steps]:
+                    _step(model, optimizer, b, task.kind, precision)
+        total = sum(timer.seconds.values())
+        matmul = sum(v for k, v in timer.seconds.items() if k.startswith(MATMULS))
+        out[precision] = {"ms_per_step": 1e3 * total / steps, "matmul_share": matmul / total,
+                          "ops": [{"op": k, "ms_per_step": round(1e3 * v / steps, 3),
+                                   "calls_per_step": timer.calls[k] / steps, "share": round(v / total, 4)}
+                                  for k, v in timer.seconds.most_common()]}
+    return {"method": method, "model": model_name, "task": task_name, "batch_size": batch_size, "steps": steps,
+            "by_precision": out}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf.ops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -82,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20, help="calls in a row per timing")
     parser.add_argument("--repeats", type=int, default=5, help="rounds; a case's time is its fastest round")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps-of", default="", help="comma-separated methods: where their step's time goes")
+    parser.add_argument("--step-count", type=int, default=10, help="timed steps per method and precision")
+    parser.add_argument("--data-dir", default=None, help="local release files for --steps-of (default: the Hub)")
+    parser.add_argument("--model", default="minilm-l6", help="--steps-of: the model (SST-2 is the task)")
+    parser.add_argument("--examples", type=int, default=1280, help="--steps-of: seeded subsample (0: all)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -97,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine("cpu", args.threads), **rec, "wall_seconds": round(time.perf_counter() - start, 1)}
     for k, v in rec["us_per_call"].items():
         print(f"{k:36} {v:10.1f} us")
+    report["steps"] = []
+    for method in filter(None, args.steps_of.split(",")):
+        steps = step_ops(method, data_dir=args.data_dir, steps=args.step_count, examples=args.examples,
+                         model_name=args.model)
+        report["steps"].append(steps)
+        for precision, r in steps["by_precision"].items():
+            top = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in r["ops"][:6])
+            share = 100 * r["matmul_share"]
+            print(f"{method} {precision}: {r['ms_per_step']:.1f} ms/step, matmuls {share:.0f}%; {top}")
+    report["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.out is not None:
         from bench.results import write_atomic
 
