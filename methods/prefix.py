@@ -70,6 +70,7 @@ class PrefixEncoder(MethodModule):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.register_parameter("table", None)          # (layers, 2, length, d) once finalized
         self._pass: tuple | None = None                  # (mode, per-layer keys/values) of the current forward
+        #                                                  pass (set during a pass, cleared before and after)
         with torch.no_grad():
             nn.init.normal_(self.embedding, std=EMBED_INIT_STD)
 
@@ -80,7 +81,8 @@ class PrefixEncoder(MethodModule):
     def layer_kv(self, layer: int) -> torch.Tensor:
         """Keys and values of one layer's prefix, shape (2, length, d). The MLP runs once per forward pass of
         the model for all layers (as the released code runs it), so its backward is one matmul, not one per
-        layer over the whole output; `new_pass`, a forward pre-hook of the model, starts a new pass."""
+        layer over the whole output; `new_pass`, a forward pre-hook and hook of the model, clears it around a
+        pass."""
         if self.table is not None:
             return self.table[layer]
         mode = (self.training, torch.is_grad_enabled(), _autocast(self.embedding.device.type))
@@ -92,9 +94,13 @@ class PrefixEncoder(MethodModule):
         return self._pass[1][layer]
 
     def new_pass(self, *_args, **_kwargs) -> None:
-        """Forward pre-hook of the model: the next `layer_kv` computes the prefix anew (the parameters may have
-        changed since the last pass, and that pass's graph may have been freed by its backward)."""
+        """Forward pre-hook and hook of the model: the next `layer_kv` computes the prefix anew (the parameters
+        may have changed since the last pass, and that pass's graph may have been freed by its backward)."""
         self._pass = None
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the current pass (its tensors may carry an autograd graph)."""
+        return {**super().__getstate__(), "_pass": None}
 
     def number_positions(self, backbone: nn.Module, args: tuple, kwargs: dict):
         """Forward pre-hook of a decoder's backbone: position ids past + offset + 0..T-1 when none are given.
@@ -301,6 +307,7 @@ class Prefix:
         encoder = PrefixEncoder(self.length, d, layers, self.mlp_hidden, self.dropout, weight.device, weight.dtype)
         model.add_module("prefix_encoder", encoder)
         model.register_forward_pre_hook(encoder.new_pass)
+        model.register_forward_hook(encoder.new_pass)
         if arch.decoder and self.shift_positions:
             encoder.position_offset = self.length
             get_module(model, arch.backbone).register_forward_pre_hook(encoder.number_positions, with_kwargs=True)

@@ -2,6 +2,8 @@
 padding, GPT-2 generation with and without the KV cache, finalize, saved state, and the paper counts."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -281,6 +283,9 @@ def test_mlp_runs_once_per_forward_pass_and_gradients_accumulate(name, kind):
         encoder.mlp_out.bias.add_(1.0)
     model(**batch)
     assert not torch.equal(encoder.layer_kv(0), before)
+    assert encoder.layer_kv(0).grad_fn is not None                 # a pass held outside a forward ...
+    twin = copy.deepcopy(model)                                     # ... is left out of a copy
+    torch.testing.assert_close(twin(**batch).logits, model(**batch).logits)
 
 
 def test_validation():
@@ -323,8 +328,6 @@ def test_extend_mask_causal_without_a_mask_is_bottom_right_aligned():
 
 @pytest.mark.parametrize("name,kind", [("tiny-deberta", "classify"), ("tiny-gpt2", "generate")])
 def test_deepcopy_uses_the_copied_prefix(name, kind):
-    import copy
-
     x = inputs()
     model, _ = with_prefix(name, kind)
     twin = copy.deepcopy(model)
