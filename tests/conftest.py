@@ -64,8 +64,14 @@ def hub_mirror(tmp_path_factory):
     sources = [SHARED_DATA, FIXTURES / "data", FIXTURES / "hub", REPO / "bench" / "fixtures" / "smoke"]
     import hashlib
 
-    # one build per version of the builder, shared by the xdist workers of a session and by later sessions
+    # one build per version of the builder and set of sources present (../shared/data or the fixtures), shared
+    # by the xdist workers of a session and by later sessions
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO / "tests" / "hub").glob("*.py"))))
+    for src in sources:                         # which sources exist, and their files (name, size, mtime)
+        for f in sorted(src.rglob("*")) if src.is_dir() else ():
+            if f.is_file():
+                st = f.stat()
+                digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     shared = tmp_path_factory.getbasetemp().parent / f"hub-mirror-{digest.hexdigest()[:12]}"
     with FileLock(str(shared) + ".lock"):
         if not (shared / "done").is_file():
