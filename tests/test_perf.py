@@ -199,7 +199,7 @@ def test_ops_times_every_case_in_both_precisions(fixtures_dir, tmp_path):
     out = tmp_path / "ops.json"
     assert ops.main(["--batch", "2", "--tokens", "4", "--calls", "2", "--repeats", "2", "--steps-of", "lora",
                      "--step-count", "2", "--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"),
-                     "--examples", "0", "--out", str(out)]) == 0
+                     "--examples", "0", "--drift", "3", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     times = report["us_per_call"]
     for op in ("softmax", "layer_norm", "gelu", "dropout p=0.1", "linear 384->1536"):
@@ -207,6 +207,8 @@ def test_ops_times_every_case_in_both_precisions(fixtures_dir, tmp_path):
             assert any(k.startswith(op) and precision in k for k in times), (op, precision)
     assert all(v > 0 for v in times.values()) and report["shapes"]["tokens"] == 4
     assert report["command"].endswith("--out " + str(out))
+    for r in report["drift"]["by_precision"].values():
+        assert len(r["gflops_per_s"]) == 3 and r["p10"] <= r["median"] <= r["p90"] and r["max_over_min"] >= 1
     (steps,) = report["steps"]
     assert steps["method"] == "lora" and set(steps["by_precision"]) == {"bf16", "fp32"}
     for precision, r in steps["by_precision"].items():

@@ -15,11 +15,11 @@ The rounds' batches are trained 1 + `repeats` times over. The first pass meets e
 time: oneDNN generates its bf16 matmul kernels per shape (a millisecond or more for each of a step's ~20 shapes
 here), a cost a training run pays once per distinct padded length and then finds in its cache. The later passes
 are the steady state of a run. A shared machine's speed changes from one second to the next (on the cloud Xeon
-this suite is developed on, a bf16 matmul runs at one of two speeds, 2x apart, from moment to moment, an fp32 one
-varies far less: the matrix units are shared with work outside the machine), so a batch's time for a variant is
-its fastest pass: the speed of the machine to itself. The ratios are of those summed over the batches (thread CPU
-time, and wall clock), with the spread of the per-batch ratios; the ratios of the mean pass times and of the
-first pass are recorded beside them, and so is every step's time.
+this suite is developed on, a bf16 matmul's speed moves far more than an fp32 one's: `python -m bench.perf.ops
+--drift 200`), so a batch's time for a variant is its fastest pass: the speed of the machine to itself. The
+ratios are of those summed over the batches (thread CPU time, and wall clock), with the spread of the per-batch
+ratios; the ratios of the mean pass times and of the first pass are recorded beside them, and so is every step's
+time.
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ second, see `bench.perf.interleave`), in thread CPU time.
 method on MiniLM-L6 / SST-2 in bf16 and in fp32, fast path on, timed per aten operation (a dispatch-mode timer:
 forward, backward and optimizer, by operation and input dtypes) over `--step-count` steps after as many untimed
 ones on the same batches. Python between the operations is not counted.
+
+`--drift N` adds how the machine's speed moves: N samples, 50 ms apart, of one fp32 and one bf16 1024³ matmul
+back to back, each sample's GFLOP/s and their spread per precision.
 """
 from __future__ import annotations
 
@@ -85,6 +88,34 @@ def measure(batch: int = 32, tokens: int = 24, hidden: int = 384, ffn: int = 153
 MATMULS = ("aten.mm.", "aten.addmm.", "aten.bmm.", "aten.baddbmm.")
 
 
+def drift(samples: int, n: int = 1024, pause_s: float = 0.05) -> dict:
+    """How the machine's speed moves: `samples` times, one n^3 matmul in fp32 and one in bf16 back to back (a
+    pause between samples), each sample's GFLOP/s; quantiles per precision."""
+    import statistics
+
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    pairs = {"fp32": (a, b), "bf16": (a.bfloat16(), b.bfloat16())}
+    rates: dict[str, list[float]] = {k: [] for k in pairs}
+    for x, y in pairs.values():
+        torch.mm(x, y)
+    for _ in range(samples):
+        for k, (x, y) in pairs.items():
+            c = time.thread_time()
+            torch.mm(x, y)
+            rates[k].append(2 * n ** 3 / (time.thread_time() - c) / 1e9)
+        time.sleep(pause_s)
+    out = {}
+    for k, v in rates.items():
+        q = statistics.quantiles(v, n=10) if len(v) >= 2 else v * 9
+        out[k] = {"gflops_per_s": [round(r, 1) for r in v], "p10": round(q[0], 1),
+                  "median": round(statistics.median(v), 1), "p90": round(q[-1], 1),
+                  "max_over_min": round(max(v) / min(v), 2)}
+    return {"n": n, "samples": samples, "pause_s": pause_s, "by_precision": out}
+
+
 def step_ops(method: str, *, data_dir, steps: int = 10, batch_size: int = 32, examples: int = 1280,
              model_name: str = "minilm-l6", task_name: str = "sst2") -> dict:
     """Per-operation thread CPU time of `steps` training steps of `method`, in bf16 and in fp32."""
@@ -146,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="local release files for --steps-of (default: the Hub)")
     parser.add_argument("--model", default="minilm-l6", help="--steps-of: the model (SST-2 is the task)")
     parser.add_argument("--examples", type=int, default=1280, help="--steps-of: seeded subsample (0: all)")
+    parser.add_argument("--drift", type=int, default=0,
+                        help="samples of one fp32 and one bf16 1024^3 matmul back to back (the machine's drift)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -170,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             top = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in r["ops"][:6])
             share = 100 * r["matmul_share"]
             print(f"{method} {precision}: {r['ms_per_step']:.1f} ms/step, matmuls {share:.0f}%; {top}")
+    if args.drift:
+        report["drift"] = drift(args.drift)
+        for k, r in report["drift"]["by_precision"].items():
+            print(f"drift {k}: GFLOP/s p10 {r['p10']}, median {r['median']}, p90 {r['p90']}, "
+                  f"max/min {r['max_over_min']}")
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.out is not None:
         from bench.results import write_atomic
