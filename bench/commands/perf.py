@@ -69,7 +69,7 @@ def _table(rows: list[list[str]]) -> str:
 def run(args) -> int:
     import torch
 
-    from bench.perf.measure import FLOPS_FORMULA, load_average, machine, matmul_peaks
+    from bench.perf.measure import FLOPS_FORMULA, load_average, machine, matmul_peaks, write_report
     from bench.perf.cases import Plan, add_roofline, comparisons, merged, run_plan, with_machine
 
     if args.decode_only and args.no_decode:
@@ -128,10 +128,7 @@ def run(args) -> int:
     out = Path(args.out)
     if args.merge and out.is_file():
         records = merged(records, json.loads(out.read_text()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(records, indent=1) + "\n")
-    tmp.replace(out)
+    write_report(out, records)
 
     _print_tables(records, comparisons(records))
     print(f"\nmachine: {info['cpu']}, {info['cpu_count']} cores, {threads} torch thread(s), torch {info['torch']}, "

@@ -11,7 +11,6 @@ engine and the suite / Trainer ratio in bf16, wall clock and CPU time, and write
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -63,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bench.perf.measure import machine
+    from bench.perf.measure import command_line, machine, write_report
     from bench.perf.train import TrainCase, run_train_case
 
     torch.set_num_threads(args.threads)
-    report = {"kind": "fastpath-ab", "command": " ".join(["python -m bench.perf.fastpath_ab", *sys.argv[1:]]),
+    report = {"kind": "fastpath-ab", "command": command_line("bench.perf.fastpath_ab", argv),
               "machine": machine("cpu", args.threads), "methods": {}}
     for method in args.methods.split(","):
         order = variants(method)
@@ -87,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in report["methods"][method]["ratios"].items():
             print(f"{method:8} {name:45} {value:.2f}x")
     if args.out is not None:
-        from bench.results import write_atomic
-
-        write_atomic(args.out, json.dumps(report, indent=1) + "\n")
+        write_report(args.out, report)
     return 0
 
 

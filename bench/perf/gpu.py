@@ -41,7 +41,6 @@ the data it should read into an ignored folder of the checkout (`.gpudata/`, e.g
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -156,9 +155,9 @@ def summarize(train: list[dict], peak: float | None) -> list[dict]:
 
 
 def _write(report: dict, path: Path) -> None:
-    from bench.results import write_atomic
+    from bench.perf.measure import write_report
 
-    write_atomic(path, json.dumps(report, indent=1) + "\n")
+    write_report(path, report)
 
 
 def parse_args(argv):

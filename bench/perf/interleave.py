@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import time
@@ -38,7 +37,8 @@ def name(precision: str, fast: bool) -> str:
     return f"{precision}{'+fast' if fast else ''}"
 
 
-def _copies(method: str, model_name: str, task, data_dir, batch_size: int, examples: int, rounds: int, seed: int):
+def _copies(method: str, model_name: str, task, data_dir, batch_size: int, examples: int, rounds: int, seed: int,
+            variants=VARIANTS):
     import torch
 
     from bench.models import apply_method, load_model, make_method
@@ -51,7 +51,7 @@ def _copies(method: str, model_name: str, task, data_dir, batch_size: int, examp
                      data_dir=data_dir, batch_size=batch_size, steps=rounds, warmup=0, examples=examples, seed=seed)
     copies = {}
     tokenizer = encoded = None
-    for precision, fast in VARIANTS:
+    for precision, fast in variants:
         torch.manual_seed(seed)
         model, tokenizer = load_model(model_name, kind=task.kind, num_labels=max(task.num_labels, 2))
         apply_method(model, make_method(method, []))
@@ -160,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bench.perf.measure import machine
+    from bench.perf.measure import command_line, machine, write_report
 
     torch.set_num_threads(args.threads)
-    report = {"kind": "interleave", "command": " ".join(["python -m bench.perf.interleave", *sys.argv[1:]]),
+    report = {"kind": "interleave", "command": command_line("bench.perf.interleave", argv),
               "machine": machine("cpu", args.threads), "methods": []}
     start = time.perf_counter()
     for method in args.methods.split(","):
@@ -176,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"quartiles {r['round_q1']:.2f}-{r['round_q3']:.2f}); wall {wall:.2f}x", flush=True)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.out is not None:
-        from bench.results import write_atomic
-
-        write_atomic(args.out, json.dumps(report, indent=1) + "\n")
+        write_report(args.out, report)
     return 0
 
 

@@ -20,8 +20,10 @@ case's memory is counted).
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,19 @@ def load_average() -> tuple[float, float, float] | None:
         return tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[return-value]
     except OSError:
         return None
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a benchmark was invoked, for its report: `python -m module` and its arguments (`argv`, or the
+    process's own when it is None)."""
+    return " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_report(path, report) -> None:
+    """A benchmark's JSON report, written atomically (`bench.results.write_atomic`)."""
+    from bench.results import write_atomic
+
+    write_atomic(path, json.dumps(report, indent=1) + "\n")
 
 
 def machine(device: str, threads: int) -> dict:

@@ -21,7 +21,6 @@ back to back, each sample's GFLOP/s and their spread per precision.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -144,7 +143,8 @@ def step_ops(method: str, *, data_dir, steps: int = 10, batch_size: int = 32, ex
             return out
 
     task = get_task(task_name)
-    copies, batches = _copies(method, model_name, task, data_dir, batch_size, examples, steps, 0)
+    copies, batches = _copies(method, model_name, task, data_dir, batch_size, examples, steps, 0,
+                              variants=(("bf16", True), ("fp32", True)))
     out = {}
     for precision in ("bf16", "fp32"):
         model, optimizer, _, _ = copies[f"{precision}+fast"]
@@ -184,13 +184,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bench.perf.measure import machine
+    from bench.perf.measure import command_line, machine, write_report
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     rec = measure(batch=args.batch, tokens=args.tokens, calls=args.calls, repeats=args.repeats)
-    given = sys.argv[1:] if argv is None else argv
-    report = {"kind": "ops", "command": " ".join(["python -m bench.perf.ops", *given]),
+    report = {"kind": "ops", "command": command_line("bench.perf.ops", argv),
               "machine": machine("cpu", args.threads), **rec, "wall_seconds": round(time.perf_counter() - start, 1)}
     for k, v in rec["us_per_call"].items():
         print(f"{k:36} {v:10.1f} us")
@@ -210,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"max/min {r['max_over_min']}")
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.out is not None:
-        from bench.results import write_atomic
-
-        write_atomic(args.out, json.dumps(report, indent=1) + "\n")
+        write_report(args.out, report)
     return 0
 
 
