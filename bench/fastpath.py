@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.allocator import retain_freed_memory
+
 IMPL_PREFIX = "peft_bench_train_"     # + the base implementation (sdpa | eager)
 BASE_IMPLS = ("sdpa", "eager")
 _TWO16 = 2 ** 16
@@ -256,10 +258,13 @@ def cpu_fast_training(model: nn.Module):
     dropout runs `train_attention`, and under autocast an activation read by several matmul layers is cast
     once; restored on exit, also after an error. A model on another device is left as it is, and so is a model
     with gradient checkpointing on (its recomputed forward pass would draw other masks: torch's checkpointing
-    restores torch's generator, not this one)."""
+    restores torch's generator, not this one). On glibc the process also keeps freed memory from then on
+    (`bench.allocator.retain_freed_memory`: a step's activations reuse the last step's pages instead of faulting
+    in fresh ones); that is not undone on exit."""
     if not applies_to(model):
         yield model
         return
+    retain_freed_memory()
     from methods.prefix import rebase_attention
     from transformers.pytorch_utils import Conv1D
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from bench import allocator
 from bench.cli import main
 from bench.perf.measure import StepRecorder, matmul_params, step_flops
 from bench.perf.cases import Plan, comparisons, train_cases
@@ -165,7 +166,10 @@ def test_fastpath_ab_runs_every_variant_and_its_ratios(fixtures_dir, tmp_path):
     assert fastpath_ab.main(["--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"), "--methods", "lora",
                              "--steps", "1", "--warmup", "1", "--batch-size", "2", "--examples", "0",
                              "--out", str(out)]) == 0
-    report = json.loads(out.read_text())["methods"]["lora"]
+    whole = json.loads(out.read_text())
+    report = whole["methods"]["lora"]
+    assert whole["allocator"] == ("retained" if allocator.glibc() else "not glibc")
+    assert {r["allocator"] for runs in report["runs"].values() for r in runs} == {whole["allocator"]}
     assert set(report["runs"]) == {fastpath_ab.key(*v) for v in fastpath_ab.variants("lora")}
     assert all(len(runs) == 2 for runs in report["runs"].values())                 # ABBA: each variant twice
     assert {r["fast_path"] for r in report["runs"]["suite+fast/bf16"]} == {"cpu"}
@@ -180,7 +184,9 @@ def test_interleave_trains_every_variant_every_round(fixtures_dir, tmp_path):
     assert interleave.main(["--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"), "--methods",
                             "lora,prefix", "--rounds", "3", "--repeats", "2", "--batch-size", "2", "--examples", "0",
                             "--out", str(out)]) == 0
-    records = json.loads(out.read_text())["methods"]
+    report = json.loads(out.read_text())
+    records = report["methods"]
+    assert report["allocator"] == ("retained" if allocator.glibc() else "not glibc")   # the fast path's setting
     assert [r["method"] for r in records] == ["lora", "prefix"]
     for r in records:
         assert set(r["step_cpu_seconds"]) == {interleave.name(*v) for v in interleave.VARIANTS}
@@ -191,6 +197,23 @@ def test_interleave_trains_every_variant_every_round(fixtures_dir, tmp_path):
         assert r["examples_per_cpu_s"]["bf16+fast"] == pytest.approx(r["timed_examples"] / fastest)
         assert all(s["total"] > 0 and s["round_q1"] <= s["round_median"] <= s["round_q3"]
                    for s in r["speedup_cpu"].values())
+
+
+def test_allocator_ab_runs_both_settings_abba_in_fresh_processes(fixtures_dir, tmp_path):
+    from bench.perf import allocator_ab
+
+    out = tmp_path / "alloc.json"
+    assert allocator_ab.main(["--model", "tiny-bert", "--data-dir", str(fixtures_dir / "perf"), "--methods", "lora",
+                              "--warmup", "1", "--steps", "1", "--batch-size", "2", "--examples", "0",
+                              "--out", str(out)]) == 0
+    report = json.loads(out.read_text())["methods"]["lora"]
+    assert [r["setting"] for r in report["runs"]] == ["retained", "glibc defaults", "glibc defaults", "retained"]
+    if allocator.glibc():
+        assert [r["allocator"] for r in report["runs"]] == [r["setting"] for r in report["runs"]]
+    for r in report["runs"]:
+        assert set(r["by_precision"]) == {"bf16", "fp32"}
+        assert all(v["ms_per_step"] > 0 and v["page_faults_per_step"] >= 0 for v in r["by_precision"].values())
+    assert set(report["mean_of_runs"]) == set(allocator_ab.SETTINGS)
 
 
 def test_ops_times_every_case_in_both_precisions(fixtures_dir, tmp_path):

@@ -57,17 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="leave glibc's malloc thresholds as they are (otherwise every run of the process keeps "
+                             "freed memory, as the fast path does: bench.allocator)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for every run and the ratios")
     args = parser.parse_args(argv)
 
     import torch
 
+    from bench import allocator
     from bench.perf.measure import command_line, machine, write_report
+
+    # the variants share a process: all of them run under one allocator setting (the fast path's, by default)
+    if args.malloc_defaults:
+        allocator.keep_defaults()
+    else:
+        allocator.retain_freed_memory()
     from bench.perf.train import TrainCase, run_train_case
 
     torch.set_num_threads(args.threads)
     report = {"kind": "fastpath-ab", "command": command_line("bench.perf.fastpath_ab", argv),
-              "machine": machine("cpu", args.threads), "methods": {}}
+              "machine": machine("cpu", args.threads), "allocator": allocator.state(), "methods": {}}
     for method in args.methods.split(","):
         order = variants(method)
         runs: dict[str, list[dict]] = {}

@@ -155,13 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed passes over the batches after the first (a batch's time: its fastest pass)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="leave glibc's malloc thresholds as they are (the fast path otherwise keeps freed "
+                             "memory in the process: bench.allocator)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     import torch
 
+    from bench import allocator
     from bench.perf.measure import command_line, machine, write_report
 
+    if args.malloc_defaults:
+        allocator.keep_defaults()
     torch.set_num_threads(args.threads)
     report = {"kind": "interleave", "command": command_line("bench.perf.interleave", argv),
               "machine": machine("cpu", args.threads), "methods": []}
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             wall = rec["speedup_wall"][label]["total"]
             print(f"{method:8} {label:28} {r['total']:.2f}x CPU time (per round: median {r['round_median']:.2f}, "
                   f"quartiles {r['round_q1']:.2f}-{r['round_q3']:.2f}); wall {wall:.2f}x", flush=True)
+    report["allocator"] = allocator.state()
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.out is not None:
         write_report(args.out, report)

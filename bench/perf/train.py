@@ -231,6 +231,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
 
 def run_train_case(case: TrainCase) -> dict:
     """Build, train and time one case; returns its record (see docs/perf.md for the fields)."""
+    from bench import allocator
     from bench.models import load_model
     from bench.precision import precision_name
     from bench.tasks import get_task
@@ -277,5 +278,6 @@ def run_train_case(case: TrainCase) -> dict:
         "seconds": seconds, "step_seconds": window["step_seconds"],
         "peak_mem_mb": mem.peak_mb, "mem_before_steps_mb": mem.start_mb, "mem_measure": mem.kind,
         "params_trainable": trainable, "matmul_params": p_all, "matmul_params_trainable": p_train,
-        "flops_per_s": flops / seconds, "optimizer": optimizer, "case": asdict(case),
+        "flops_per_s": flops / seconds, "optimizer": optimizer, "allocator": allocator.state(),
+        "case": asdict(case),
     }
