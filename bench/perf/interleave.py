@@ -84,7 +84,7 @@ def _step(model, optimizer, batch, kind: str, precision: str) -> None:
 
 
 def measure(method: str, *, model_name: str, task_name: str, data_dir, batch_size: int, examples: int,
-            rounds: int, repeats: int = 3, seed: int = 0) -> dict:
+            rounds: int, repeats: int = 5, seed: int = 0) -> dict:
     from bench.fastpath import cpu_fast_training
     from bench.tasks import get_task
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
     parser.add_argument("--rounds", type=int, default=16,
                         help="batches; every variant trains one step on each, 1 + --repeats times over")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="timed passes over the batches after the first (a batch's time: its fastest pass)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--malloc-defaults", action="store_true",
