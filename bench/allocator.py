@@ -20,7 +20,7 @@ import platform
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024        # glibc's upper limit for the mmap threshold on 64-bit systems
-TRIM_THRESHOLD = 2 ** 62                 # never trim the heap
+TRIM_THRESHOLD = 2 ** 31 - 1             # mallopt's largest value (a C int): the heap is never trimmed
 
 _applied: bool | None = None
 _defaults_kept = False
@@ -66,6 +66,6 @@ def retain_freed_memory() -> bool:
         else:
             libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
             ok_mmap = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-            ok_trim = libc.mallopt(M_TRIM_THRESHOLD, min(TRIM_THRESHOLD, 2 ** 31 - 1)) == 1
+            ok_trim = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
             _applied = ok_mmap and ok_trim
     return _applied

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rec))
         return 0
 
-    from bench.perf.measure import command_line, machine, write_report
+    from bench.perf.measure import command_line, finish_report, machine
 
     report = {"kind": "allocator-ab", "command": command_line("bench.perf.allocator_ab", argv),
               "machine": machine("cpu", args.threads), "warmup": args.warmup, "steps": args.steps,
@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[setting] = {p: {k: statistics.fmean(m[p][k] for m in mine) for k in mine[0][p]}
                                 for p in mine[0]}
         report["methods"][method] = {"runs": runs, "mean_of_runs": summary}
-    report["wall_seconds"] = round(time.perf_counter() - start, 1)
-    if args.out is not None:
-        write_report(args.out, report)
+    finish_report(report, start, args.out)
     return 0
 
 

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench import allocator
-    from bench.perf.measure import command_line, machine, write_report
+    from bench.perf.measure import command_line, finish_report, machine
 
     if args.malloc_defaults:
         allocator.keep_defaults()
@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{method:8} {label:28} {r['total']:.2f}x CPU time (per round: median {r['round_median']:.2f}, "
                   f"quartiles {r['round_q1']:.2f}-{r['round_q3']:.2f}); wall {wall:.2f}x", flush=True)
     report["allocator"] = allocator.state()
-    report["wall_seconds"] = round(time.perf_counter() - start, 1)
-    if args.out is not None:
-        write_report(args.out, report)
+    finish_report(report, start, args.out)
     return 0
 
 

@@ -64,6 +64,14 @@ def write_report(path, report) -> None:
     write_atomic(path, json.dumps(report, indent=1) + "\n")
 
 
+def finish_report(report: dict, start: float, path) -> None:
+    """The end of a benchmark's run: its wall time since `start` (`time.perf_counter()`) into the report, and the
+    report written to `path` unless that is None."""
+    report["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if path is not None:
+        write_report(path, report)
+
+
 def machine(device: str, threads: int) -> dict:
     """What the numbers were measured on."""
     import transformers

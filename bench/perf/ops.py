@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bench.perf.measure import command_line, machine, write_report
+    from bench.perf.measure import command_line, finish_report, machine
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -207,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, r in report["drift"]["by_precision"].items():
             print(f"drift {k}: GFLOP/s p10 {r['p10']}, median {r['median']}, p90 {r['p90']}, "
                   f"max/min {r['max_over_min']}")
-    report["wall_seconds"] = round(time.perf_counter() - start, 1)
-    if args.out is not None:
-        write_report(args.out, report)
+    finish_report(report, start, args.out)
     return 0
 
 
