@@ -1,5 +1,5 @@
 """bench.allocator: freed memory stays in the process, so steps of varying sizes stop page-faulting (with glibc's
-defaults the heap is trimmed after a step and faulted in again by the next longer one)."""
+defaults a block above the mmap threshold is unmapped on free and faulted in again by the next step)."""
 import subprocess
 import sys
 import textwrap
@@ -20,27 +20,35 @@ PATTERN = textwrap.dedent("""
         del blocks
     one_step(16)
     one_step(64)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    one_step(16)
-    one_step(64)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, allocator.state())
+    faults = []
+    for _ in range(5):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        one_step(16)
+        one_step(64)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(",".join(map(str, faults)), allocator.state())
 """)
-PAGES = 24 * 32 * (16 + 64) * 384 * 4 / 4096        # what the two timed steps write, in 4 KiB pages
+PAGES = 24 * 32 * (16 + 64) * 384 * 4 / 4096        # what a timed pair of steps writes, in 4 KiB pages
 
 
-def _faults(mode: str) -> tuple[float, str]:
+def _faults(mode: str) -> tuple[list[int], str]:
+    """Minor page faults of each of five timed step pairs, and the allocator state."""
     out = subprocess.run([sys.executable, "-c", PATTERN, mode], capture_output=True, text=True, check=True)
-    faults, state = out.stdout.split(maxsplit=1)
-    return float(faults), state.strip()
+    every, state = out.stdout.split(maxsplit=1)
+    return [int(n) for n in every.split(",")], state.strip()
 
 
 @pytest.mark.skipif(allocator.glibc() is None, reason="glibc only")
 def test_retained_memory_is_reused_without_page_faults():
-    default_faults, default_state = _faults("defaults")
-    retained_faults, retained_state = _faults("retain")
+    defaults, default_state = _faults("defaults")
+    retained, retained_state = _faults("retain")
     assert (default_state, retained_state) == ("glibc defaults", "retained")
-    assert default_faults > PAGES / 4, "glibc's defaults no longer give back this pattern's memory"
-    assert retained_faults < PAGES / 100
+    # glibc's defaults: the warm-up's blocks were mapped and unmapped, so the first timed pair faults most of its
+    # pages in (later pairs fault less: glibc raises its mmap threshold after freeing a mapped block). Retained:
+    # a pair may take a few hundred faults where the heap's layout leaves a block no free space of its size
+    # (seen: 384 = two 16-token blocks), never the thousands of freshly mapped blocks.
+    assert defaults[0] > PAGES / 4, f"glibc's defaults no longer give back this pattern's memory: {defaults}"
+    assert max(retained) < PAGES / 20, f"faults per step pair, retained: {retained}"
 
 
 def test_once_per_process_and_defaults_can_be_kept(monkeypatch):
