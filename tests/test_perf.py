@@ -47,6 +47,9 @@ def test_every_case_runs_and_has_its_fields(perf_run):
             assert r[f] is not None, f
         assert r["examples_per_s"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_mb"] > 0
         assert r["batch_size"] == 2
+        # warm-up, the timed batches untimed, the same batches timed, the batch that closes the window
+        assert r["timed_batches_warmed"] is True
+        assert r["batches_fetched"] == r["warmup_steps"] + 2 * r["steps"] + 1, r["batches_fetched"]
         assert 0 < r["real_token_fraction"] <= 1
         assert r["matmul_peak_flops_per_s"] == r["machine"]["matmul_peaks"][r["precision"]]["flops_per_s"]
     # every method in both precisions with dynamic padding; max_length in the main precision (the last) only
@@ -91,6 +94,18 @@ def test_comparisons_pair_the_records(perf_run):
     suite_bf16 = {c["method"] for c in comp["precision"] if c["engine"] == "suite" and c["model"] == "tiny-bert"}
     assert suite_bf16 == {"full", "lora", "prompt", "bitfit", "adapter", "prefix", "topk"}
     assert all(c["speedup"] > 0 and c["padding"] == "dynamic" for c in comp["precision"])
+
+
+def test_step_batches_repeat_the_timed_batches_untimed_first():
+    from bench.perf.train import TrainCase, step_batches
+
+    batches = [[i] for i in range(10)]
+    case = TrainCase(engine="suite", method="lora", padding="dynamic", steps=3, warmup=2)
+    assert step_batches(case, batches) == [[0], [1], [2], [3], [4], [2], [3], [4], [5]]
+    cold = TrainCase(engine="suite", method="lora", padding="dynamic", steps=3, warmup=2, warm_timed=False)
+    assert step_batches(cold, batches) == [[0], [1], [2], [3], [4], [5]]
+    with pytest.raises(ValueError, match="need 6"):
+        step_batches(case, batches[:5])
 
 
 def test_step_recorder_window():

@@ -1,5 +1,9 @@
 """One training measurement of the performance benchmark: a model, a task, a method, an engine and a padding
-policy, trained for `warmup + steps` optimizer steps; the last `steps` are timed (see `bench.perf.measure`).
+policy. The engine trains `warmup` untimed steps, then the `steps` batches to be timed once untimed and once
+more timed (`TrainCase.warm_timed`, the default), so that the timed window is a steady state: every batch shape
+of the window has been trained before (oneDNN has generated its kernels, the allocator holds its peak), as in a
+real run, whose batch shapes recur all epoch. With `warm_timed=False` the window is the first sight of its
+batches. See `bench.perf.measure` for the timing itself.
 
 Engines:
   suite     the suite's own loop, `bench.train.train_steps`, on `bench.data.make_loader` batches: dynamic
@@ -57,6 +61,7 @@ class TrainCase:
     random_weights: bool = False  # `model`'s architecture with random weights (bench.perf.shapes; no download)
     method_set: tuple[str, ...] = field(default_factory=tuple)  # `--set`-style overrides of the method
     fast_path: bool = True        # the suite's CPU fast path (train.cpu_fast_path; bench.fastpath)
+    warm_timed: bool = True       # train the timed batches once untimed before timing them (module docstring)
 
     @property
     def label(self) -> str:
@@ -74,7 +79,7 @@ def _encoded(case: TrainCase, task, tokenizer):
     from bench.data import encode_classification, encode_generation_train, load_split
 
     examples = load_split(task, case.split, case.data_dir)
-    need = case.batch_size * _total_steps(case)
+    need = case.batch_size * _distinct_batches(case)
     if len(examples) < need:  # a small split (the shipped fixtures) is repeated: the same lengths, enough batches
         examples = [examples[i % len(examples)] for i in range(need)]
     n = min(case.examples or len(examples), len(examples))
@@ -90,19 +95,62 @@ def _pad_id(tokenizer) -> int:
     return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
 
-def _total_steps(case: TrainCase) -> int:
+def _distinct_batches(case: TrainCase) -> int:
     return case.warmup + case.steps + 1  # +1: the batch whose fetch closes the timed window
+
+
+def _untimed_steps(case: TrainCase) -> int:
+    """Steps trained before the timed window: the warm-up, and the timed batches once when warm_timed."""
+    return case.warmup + (case.steps if case.warm_timed else 0)
+
+
+def _total_steps(case: TrainCase) -> int:
+    return _untimed_steps(case) + case.steps + 1
+
+
+def step_batches(case: TrainCase, batches: list) -> list:
+    """The batches both engines train, in order: warm-up, the timed batches (untimed) when warm_timed, the timed
+    batches, the closing batch."""
+    need = _distinct_batches(case)
+    if len(batches) < need:
+        raise ValueError(f"{len(batches)} batches; {case.warmup} warm-up + {case.steps} timed + 1 need {need}")
+    warm, timed, close = batches[:case.warmup], batches[case.warmup:case.warmup + case.steps], batches[need - 1]
+    return warm + (timed if case.warm_timed else []) + timed + [close]
+
+
+class _Batches(torch.utils.data.Sampler):
+    """A batch sampler over a fixed list of batches."""
+
+    def __init__(self, batches):
+        self.batches = [[int(i) for i in b] for b in batches]
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
 
 
 # ------------------------------------------------------------------------------------------------- suite
 
 
 def suite_loader(case, encoded, tokenizer):
+    """The suite's training loader for a case (a seeded shuffle; length-grouped with dynamic padding)."""
     from bench.data import make_loader
 
     return make_loader(encoded, batch_size=case.batch_size, pad_id=_pad_id(tokenizer), shuffle=True,
                        seed=case.seed, padding=case.padding, max_length=case.max_length,
                        group_by_length=case.padding == "dynamic")
+
+
+def case_batches(case, encoded, tokenizer) -> list[list[int]]:
+    """The example positions of every batch a case trains, in order (`step_batches` over the suite loader's
+    first epoch); both engines train exactly these."""
+    batches = step_batches(case, suite_loader(case, encoded, tokenizer).batch_sampler.batches(0))
+    if any(len(b) != case.batch_size for b in batches):
+        raise ValueError(f"{len(encoded)} examples do not fill {_distinct_batches(case)} batches of "
+                         f"{case.batch_size}")
+    return [[int(i) for i in b] for b in batches]
 
 
 def _run_suite(case, task, model, tokenizer, encoded):
@@ -112,9 +160,11 @@ def _run_suite(case, task, model, tokenizer, encoded):
 
     apply_method(model, make_method(case.method, list(case.method_set)))
     model.to(case.device)
-    loader = suite_loader(case, encoded, tokenizer)
-    recorder = StepRecorder(loader.collate_fn, sync_cuda=torch.device(case.device).type == "cuda")
-    loader.collate_fn = recorder
+    collate = suite_loader(case, encoded, tokenizer).collate_fn
+    recorder = StepRecorder(collate, sync_cuda=torch.device(case.device).type == "cuda")
+    loader = torch.utils.data.DataLoader(range(len(encoded)), batch_sampler=_Batches(case_batches(case, encoded,
+                                                                                                   tokenizer)),
+                                         collate_fn=recorder)
     cfg = TrainConfig(lr=case.lr, batch_size=case.batch_size, max_length=case.max_length, warmup_ratio=0.0,
                       weight_decay=0.0, max_grad_norm=1.0, mixed_precision=case_precision(case),
                       cpu_fast_path=case.fast_path)
@@ -203,10 +253,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
 
         model = get_peft_model(model, peft_config(method, arch_of(model), task.kind))
     recorder = StepRecorder(_collator(case, task, tokenizer), sync_cuda=torch.device(case.device).type == "cuda")
-    batches = suite_loader(case, encoded, tokenizer).batch_sampler.batches(0)[:_total_steps(case)]
-    if any(len(b) != case.batch_size for b in batches):
-        raise ValueError(f"{len(encoded)} examples do not fill {_total_steps(case)} batches of {case.batch_size}")
-    order = [int(i) for b in batches for i in b]
+    order = [i for b in case_batches(case, encoded, tokenizer) for i in b]
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=case.batch_size, max_steps=_total_steps(case),
@@ -255,7 +302,7 @@ def run_train_case(case: TrainCase) -> dict:
     encoded = _encoded(case, task, tokenizer)
     run = _run_suite if case.engine == "suite" else _run_baseline
     model, recorder, mem, optimizer = run(case, task, model, tokenizer, encoded)
-    window = recorder.window(case.warmup, case.steps)
+    window = recorder.window(_untimed_steps(case), case.steps)
     p_all, p_train = matmul_params(model)
     trainable = sum(int(p.numel()) for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
     seconds = window["seconds"]
@@ -267,7 +314,8 @@ def run_train_case(case: TrainCase) -> dict:
         "fast_path": "cpu" if case.engine == "suite" and case.fast_path and torch.device(case.device).type == "cpu"
         else "none",
         "batch_size": case.batch_size, "steps": case.steps,
-        "warmup_steps": case.warmup, "max_length": case.max_length,
+        "warmup_steps": case.warmup, "timed_batches_warmed": case.warm_timed,
+        "batches_fetched": len(recorder.stamps), "max_length": case.max_length,
         "examples_per_s": window["examples"] / seconds, "tokens_per_s": window["tokens"] / seconds,
         "examples_per_cpu_s": window["examples"] / window["cpu_seconds"],
         "tokens_per_cpu_s": window["tokens"] / window["cpu_seconds"], "cpu_seconds": window["cpu_seconds"],
