@@ -157,21 +157,38 @@ def test_repeats_run_paired_cases_abba_and_keep_the_fastest(monkeypatch):
     order, speed = [], iter(range(1000))
 
     def fake_run_case(kind, case, threads, isolate=True):
-        order.append(getattr(case, "label", "decode"))
+        order.append(f"{case.model}:{case.label}" if hasattr(case, "label") else "decode")
         return [{"kind": kind, "status": "ok", "examples_per_s": float(next(speed)), "label": order[-1]}]
 
     monkeypatch.setattr(perf_plan, "run_case", fake_run_case)
     plan = Plan(model="tiny-bert", gen_model="tiny-gpt2", repeats=3, precisions=("no", "bf16"))
     records = perf_plan.run_plan(plan)
     cases = train_cases(plan)
-    paired = [c.label for c in cases if any(b.engine == "baseline" and (b.model, b.method, b.padding, b.precision) ==
-                                             (c.model, c.method, c.padding, c.precision) for b in cases)]
-    assert order == [c.label for c in cases] + ["decode"] + paired[::-1] + paired
+    name = lambda c: f"{c.model}:{c.label}"  # noqa: E731
+    paired = [name(c) for c in cases if any(b.engine == "baseline" and (b.model, b.method, b.padding, b.precision)
+                                            == (c.model, c.method, c.padding, c.precision) for b in cases)]
+    expected = []
+    for c in cases:
+        if name(c) not in paired:
+            expected.append(name(c))
+        elif c.engine == "suite":                      # its baseline follows; the pair's repeats in ABBA order
+            b = name(c).replace(":suite/", ":baseline/", 1)
+            expected += [name(c), b, b, name(c), name(c), b]
+    assert order == expected + ["decode"]
     assert len(records) == len(cases) + 1
     by_label = {r["label"]: r for r in records}
     first = by_label[paired[0]]
     assert first["repeats"] == 3 and first["examples_per_s"] == max(first["repeat_examples_per_s"])
     assert first["repeat_examples_per_s"][0] < first["repeat_examples_per_s"][1]  # in run order
+
+
+def test_paired_speedups_divide_the_runs_of_each_repeat():
+    from bench.perf.cases import _paired
+
+    s = {"repeat_examples_per_s": [10.0, 30.0, 12.0]}
+    b = {"repeat_examples_per_s": [5.0, 40.0, 12.0]}
+    assert _paired(s, b) == {"paired_speedups": [2.0, 0.75, 1.0], "median_paired_speedup": 1.0}
+    assert _paired(s, {"repeat_examples_per_s": [5.0]}) == {} and _paired({}, b) == {}
 
 
 def test_fastpath_ab_runs_every_variant_and_its_ratios(fixtures_dir, tmp_path):

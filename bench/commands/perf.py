@@ -38,7 +38,8 @@ def register(parser) -> None:
     parser.add_argument("--no-generation-training", action="store_true", help="skip the GPT-2 training cases")
     parser.add_argument("--no-suite-only", action="store_true", help="skip methods without a baseline")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="runs of each paired training case, in ABBA order; the fastest is kept (default 2)")
+                        help="runs of each paired training case, suite and baseline back to back in ABBA order; "
+                             "the fastest is kept, every repeat's ratio shown (default 2)")
     parser.add_argument("--decode-only", action="store_true", help="only the decoding case (no training cases)")
     parser.add_argument("--no-decode", action="store_true", help="only the training cases (no decoding case)")
     parser.add_argument("--merge", action="store_true",
@@ -190,14 +191,17 @@ def _print_tables(records: list[dict], comp: dict) -> None:
     print(_table(rows))
     if comp["engine"]:
         rows = [["model/task", "method", "padding", "prec", "", "suite ex/s", "Trainer ex/s", "suite/Trainer",
-                 "(CPU time)", "suite MB", "Trainer MB"]]
+                 "(CPU time)", "per repeat", "suite MB", "Trainer MB"]]
         for c in comp["engine"]:
+            each = c.get("paired_speedups")
             rows.append([f"{c['model']}/{c['task']}", c["method"], c["padding"], c["precision"], "",
                          _fmt(c["suite_examples_per_s"]),
                          _fmt(c["baseline_examples_per_s"]), _fmt(c["speedup"], ".2f") + "x",
                          _fmt(c["speedup_cpu"], ".2f") + "x",
+                         " ".join(f"{x:.2f}" for x in each) if each else "-",
                          _fmt(c["suite_peak_mem_mb"], ".0f"), _fmt(c["baseline_peak_mem_mb"], ".0f")])
-        print("\nsuite vs Trainer + peft at equal batch, padding policy and batches")
+        print("\nsuite vs Trainer + peft at equal batch, padding policy and batches (best runs; per repeat: the "
+              "ratio of the two runs of each repeat, which ran back to back)")
         print(_table(rows))
     if comp["padding"]:
         rows = [["model/task", "method", "engine", "prec", "", "dynamic ex/s", "max_length ex/s", "speed-up",

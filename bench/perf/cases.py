@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,20 +156,27 @@ def _load() -> float | None:
 
 def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None, *,
              isolate: bool = True, on_records: Callable[[list[dict]], None] | None = None) -> list[dict]:
-    """All cases of the plan (suite and baseline of a pair back to back), then `plan.repeats - 1` more passes over
-    the paired training cases, in reverse order every other pass (suite, baseline, ..., baseline, suite: ABBA), so
-    that a slow spell of a shared machine does not land on one engine only. Each case keeps its fastest run
-    (best-of-N, the usual estimate of uncontended speed); its record lists every run's examples/s."""
+    """Every case of the plan; each paired case with its partner, `plan.repeats` times in ABBA order right after
+    each other (suite, baseline, baseline, suite, suite, ...), so that the two engines of a repeat run seconds
+    apart and a slow spell of a shared machine hits both (the order alternates, so neither engine always runs
+    first). Each case keeps its fastest run (best-of-N, the usual estimate of uncontended speed); its record lists
+    every run's examples/s in run order, repeat k of a suite record beside repeat k of its baseline."""
     if plan.repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {plan.repeats}")
     train = [] if plan.decode_only else train_cases(plan)
-    jobs: list[tuple[str, object]] = [("train", c) for c in train]
+    partner = {_pair_key(c): c for c in train if c.engine == "baseline"}
+    jobs: list[tuple[str, object]] = []
+    for c in train:
+        if c.engine == "baseline" and any(s.engine == "suite" and _pair_key(s) == _pair_key(c) for s in train):
+            continue                                  # run inside its suite case's block
+        if c.engine == "suite" and _pair_key(c) in partner:
+            pair = [c, partner[_pair_key(c)]]
+            for k in range(plan.repeats):
+                jobs += [("train", x) for x in (pair if k % 2 == 0 else pair[::-1])]
+        else:
+            jobs.append(("train", c))
     if plan.decode or plan.decode_only:
         jobs.append(("decode", decode_case(plan)))
-    paired = {_pair_key(c) for c in train if c.engine == "baseline"}
-    again = [("train", c) for c in train if _pair_key(c) in paired]
-    for k in range(1, plan.repeats):
-        jobs += list(reversed(again)) if k % 2 else list(again)
     runs: dict[object, list[list[dict]]] = {}
     for i, (kind, case) in enumerate(jobs):
         if on_case is not None:
@@ -207,6 +215,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _paired(s: dict, b: dict) -> dict:
+    """Suite / baseline of each repeat (the two ran back to back) and their median: under a machine whose speed
+    drifts between runs, a steadier estimate than the ratio of the two best runs."""
+    a, c = s.get("repeat_examples_per_s"), b.get("repeat_examples_per_s")
+    if not a or not c or len(a) != len(c) or not all(a) or not all(c):
+        return {}
+    ratios = [x / y for x, y in zip(a, c)]
+    return {"paired_speedups": ratios, "median_paired_speedup": statistics.median(ratios)}
+
+
 def comparisons(records: list[dict]) -> dict:
     """Side-by-side ratios: suite / baseline at equal policy and precision, suite dynamic / suite max_length,
     bf16 / fp32 at equal engine and policy, LoRA / full memory, batched / batch-1 decoding."""
@@ -222,6 +240,7 @@ def comparisons(records: list[dict]) -> dict:
                 "suite_examples_per_s": s["examples_per_s"], "baseline_examples_per_s": b["examples_per_s"],
                 "speedup": _ratio(s["examples_per_s"], b["examples_per_s"]),
                 "speedup_cpu": _ratio(s["examples_per_cpu_s"], b["examples_per_cpu_s"]),
+                **_paired(s, b),
                 "suite_peak_mem_mb": s["peak_mem_mb"], "baseline_peak_mem_mb": b["peak_mem_mb"]})
     for model, task, method, prec in sorted({(k[0], k[1], k[2], k[4]) for k in keys}):
         for engine in ("suite", "baseline"):
