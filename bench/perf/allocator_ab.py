@@ -20,7 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from bench.perf.measure import add_training_options
 
 SETTINGS = ("retained", "glibc defaults")
 
@@ -76,17 +77,10 @@ def _run_child(args, method: str, setting: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf.allocator_ab", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="lora,prefix")
-    parser.add_argument("--model", default="minilm-l6")
-    parser.add_argument("--task", default="sst2")
-    parser.add_argument("--data-dir", default=None, help="local release files (default: the Hub)")
+    add_training_options(parser, methods="lora,prefix")
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed passes over the batches (the heap reaches its steady size in two)")
     parser.add_argument("--steps", type=int, default=20, help="batches, one timed step each per precision")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", choices=SETTINGS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

@@ -10,9 +10,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable
 
 from bench.perf.decode import DecodeCase
 from bench.perf.train import TrainCase
@@ -165,9 +165,10 @@ def run_plan(plan: Plan, on_case: Callable[[str, int, int], None] | None = None,
         raise ValueError(f"repeats must be >= 1, got {plan.repeats}")
     train = [] if plan.decode_only else train_cases(plan)
     partner = {_pair_key(c): c for c in train if c.engine == "baseline"}
+    suites = {_pair_key(c) for c in train if c.engine == "suite"}
     jobs: list[tuple[str, object]] = []
     for c in train:
-        if c.engine == "baseline" and any(s.engine == "suite" and _pair_key(s) == _pair_key(c) for s in train):
+        if c.engine == "baseline" and _pair_key(c) in suites:
             continue                                  # run inside its suite case's block
         if c.engine == "suite" and _pair_key(c) in partner:
             pair = [c, partner[_pair_key(c)]]

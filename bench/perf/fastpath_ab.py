@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from bench.perf.measure import add_training_options
 
 PAIRED = ("full", "lora", "prompt")     # what Trainer + peft can run (bench.perf.cases.CLASSIFY_PAIRED)
 
@@ -48,19 +49,12 @@ def ratios(best: dict[str, dict]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf.fastpath_ab", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="lora,full", help="comma-separated methods (default lora,full)")
-    parser.add_argument("--model", default="minilm-l6")
-    parser.add_argument("--task", default="sst2")
-    parser.add_argument("--data-dir", default=None, help="local release files (default: the Hub)")
+    add_training_options(parser, methods="lora,full")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per run (default 10)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--malloc-defaults", action="store_true",
                         help="leave glibc's malloc thresholds as they are (otherwise every run of the process keeps "
                              "freed memory, as the fast path does: bench.allocator)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file for every run and the ratios")
     args = parser.parse_args(argv)
 
     import torch

@@ -28,7 +28,8 @@ import contextlib
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from bench.perf.measure import add_training_options
 
 VARIANTS = (("bf16", True), ("fp32", True), ("bf16", False), ("fp32", False))
 
@@ -144,21 +145,14 @@ def measure(method: str, *, model_name: str, task_name: str, data_dir, batch_siz
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf.interleave", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="full,lora,bitfit,adapter,prefix,prompt,topk")
-    parser.add_argument("--model", default="minilm-l6")
-    parser.add_argument("--task", default="sst2")
-    parser.add_argument("--data-dir", default=None, help="local release files (default: the Hub)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
+    add_training_options(parser, methods="full,lora,bitfit,adapter,prefix,prompt,topk")
     parser.add_argument("--rounds", type=int, default=16,
                         help="batches; every variant trains one step on each, 1 + --repeats times over")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed passes over the batches after the first (a batch's time: its fastest pass)")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--malloc-defaults", action="store_true",
                         help="leave glibc's malloc thresholds as they are (the fast path otherwise keeps freed "
                              "memory in the process: bench.allocator)")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     import torch

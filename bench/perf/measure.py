@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -55,6 +56,19 @@ def command_line(module: str, argv: list[str] | None) -> str:
     """How a benchmark was invoked, for its report: `python -m module` and its arguments (`argv`, or the
     process's own when it is None)."""
     return " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def add_training_options(parser, *, methods: str) -> None:
+    """The options the training scripts of bench.perf share: what is trained, on how many threads, and where the
+    report goes."""
+    parser.add_argument("--methods", default=methods, help=f"comma-separated methods (default {methods})")
+    parser.add_argument("--model", default="minilm-l6")
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--data-dir", default=None, help="local release files (default: the Hub)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=1280, help="seeded subsample of the train split")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file for the report (default: not written)")
 
 
 def write_report(path, report) -> None:

@@ -121,8 +121,8 @@ def step_batches(case: TrainCase, batches: list) -> list:
 class _Batches(torch.utils.data.Sampler):
     """A batch sampler over a fixed list of batches."""
 
-    def __init__(self, batches):
-        self.batches = [[int(i) for i in b] for b in batches]
+    def __init__(self, batches: list[list[int]]):
+        self.batches = batches
 
     def __len__(self):
         return len(self.batches)
@@ -143,13 +143,13 @@ def suite_loader(case, encoded, tokenizer):
                        group_by_length=case.padding == "dynamic")
 
 
-def case_batches(case, encoded, tokenizer) -> list[list[int]]:
-    """The example positions of every batch a case trains, in order (`step_batches` over the suite loader's
-    first epoch); both engines train exactly these."""
-    batches = step_batches(case, suite_loader(case, encoded, tokenizer).batch_sampler.batches(0))
+def case_batches(case, loader) -> list[list[int]]:
+    """The example positions of every batch a case trains, in order (`step_batches` over the first epoch of
+    `loader`, the case's `suite_loader`); both engines train exactly these."""
+    batches = step_batches(case, loader.batch_sampler.batches(0))
     if any(len(b) != case.batch_size for b in batches):
-        raise ValueError(f"{len(encoded)} examples do not fill {_distinct_batches(case)} batches of "
-                         f"{case.batch_size}")
+        raise ValueError(f"{len(loader.batch_sampler.lengths)} examples do not fill {_distinct_batches(case)} "
+                         f"batches of {case.batch_size}")
     return [[int(i) for i in b] for b in batches]
 
 
@@ -160,10 +160,9 @@ def _run_suite(case, task, model, tokenizer, encoded):
 
     apply_method(model, make_method(case.method, list(case.method_set)))
     model.to(case.device)
-    collate = suite_loader(case, encoded, tokenizer).collate_fn
-    recorder = StepRecorder(collate, sync_cuda=torch.device(case.device).type == "cuda")
-    loader = torch.utils.data.DataLoader(range(len(encoded)), batch_sampler=_Batches(case_batches(case, encoded,
-                                                                                                   tokenizer)),
+    shuffled = suite_loader(case, encoded, tokenizer)
+    recorder = StepRecorder(shuffled.collate_fn, sync_cuda=torch.device(case.device).type == "cuda")
+    loader = torch.utils.data.DataLoader(range(len(encoded)), batch_sampler=_Batches(case_batches(case, shuffled)),
                                          collate_fn=recorder)
     cfg = TrainConfig(lr=case.lr, batch_size=case.batch_size, max_length=case.max_length, warmup_ratio=0.0,
                       weight_decay=0.0, max_grad_norm=1.0, mixed_precision=case_precision(case),
@@ -253,7 +252,7 @@ def _run_baseline(case, task, model, tokenizer, encoded):
 
         model = get_peft_model(model, peft_config(method, arch_of(model), task.kind))
     recorder = StepRecorder(_collator(case, task, tokenizer), sync_cuda=torch.device(case.device).type == "cuda")
-    order = [i for b in case_batches(case, encoded, tokenizer) for i in b]
+    order = [i for b in case_batches(case, suite_loader(case, encoded, tokenizer)) for i in b]
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=case.batch_size, max_steps=_total_steps(case),
