@@ -53,7 +53,8 @@ def test_table_output(capsys):
     (["params", "roberta-base", "lora", "--set", "r"], "--set expects key=value"),
     (["params", "gpt2-medium", "bitfit", "--set", "subset=query"],
      "bitfit subset 'query' is not available for family gpt2"),
-    (["params", "roberta-base", "lora", "--kind", "generate"], "kind 'generate' needs a decoder family (gpt2)"),
+    (["params", "roberta-base", "lora", "--kind", "generate"],
+     "kind 'generate' needs a decoder family (gpt2, llama, mistral, qwen2)"),
     (["params", "gpt2", "topk", "--set", "k=13"], "topk.k=13 but the model has only 12 blocks"),
 ])
 def test_errors_are_one_line_with_exit_2(capsys, argv, message):
