@@ -87,3 +87,27 @@ def test_bias_terms_by_family():
         model, _ = load_model(name, kind="generate")
         names = sorted(n.split(".")[-2] for n, _ in model.named_parameters() if n.endswith("bias"))
         assert names == (sorted(["q_proj", "k_proj", "v_proj"] * 2) if biased else [])
+
+
+def test_lora_on_every_projection_of_the_layout():
+    from methods import LoRA
+    from methods.lora import LoRALinear
+
+    assert LoRA(targets=("q", "gate", "up", "down")).targets == ("q", "gate", "ffn_in", "ffn_out")
+    with pytest.raises(ValueError, match="distinct names"):
+        LoRA(targets=("up", "ffn_in"))
+    model, _ = load_model("tiny-qwen2", kind="generate")
+    arch = arch_of(model)
+    block = blocks_of(model, arch)[1]
+    bias = block.self_attn.k_proj.bias
+    from bench.models import apply_method
+
+    apply_method(model, LoRA(r=2, targets=("q", "k", "v", "o", "gate", "up", "down")))
+    shapes = {}
+    for field in ("q", "k", "v", "attn_out", "ffn_gate", "ffn_in", "ffn_out"):
+        layer = get_module(block, getattr(arch, field))
+        assert isinstance(layer, LoRALinear)
+        shapes[field] = (tuple(layer.lora_A.shape), tuple(layer.lora_B.shape))
+    assert block.self_attn.k_proj.bias is bias                              # shares the pretrained bias
+    assert shapes["k"] == ((2, 32), (16, 2)) and shapes["ffn_gate"] == ((2, 32), (64, 2))
+    assert shapes["ffn_out"] == ((2, 64), (32, 2))
