@@ -79,7 +79,7 @@ def reference(plain, model, kind: str):
     arch = arch_of(model)
     act = {"houlsby": F.silu, "pfeiffer": F.relu, "lin": F.relu}[kind]
     leaves = {}
-    for i, (block, ref_block) in enumerate(zip(blocks_of(model, arch), blocks_of(ref, arch))):
+    for block, ref_block in zip(blocks_of(model, arch), blocks_of(ref, arch)):
         if kind == "houlsby":
             a_attn, a_out = block.self_attn.o_proj.adapter, block.mlp.down_proj.adapter
         else:
