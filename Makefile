@@ -11,11 +11,13 @@ MODEL_DIR ?=
 GRID_ARGS ?=
 # The development copy of the datasets that the offline targets (minilm-glue, perf) read.
 DEV_DATA ?= ../shared/data
-# torch (the tested 2.13.0): TORCH=default installs it from PyPI, which on Linux x86_64 is the CUDA 13 build (a
-# 527 MB wheel plus the cuda-toolkit / nvidia-cudnn-cu13 / nccl / triton wheels it requires, several GB);
-# TORCH=cpu installs the CPU build from download.pytorch.org/whl/cpu. A torch already in the venv is kept.
-TORCH ?= default
-TORCH_SPEC := torch==2.13.0
+# torch (the tested 2.13.0): TORCH=auto asks nvidia-smi for the GPUs' compute capability and the driver and
+# installs the build that runs there (bench/nvidia.py: the CUDA 13.0 wheel from PyPI for Turing and newer with a
+# driver >= 580, the CUDA 12.6 build from download.pytorch.org for Volta and older cards or a driver 525-579), or
+# stops with the one line that says what to do; without nvidia-smi it installs PyPI's wheel (on Linux x86_64 the
+# CUDA 13 build: a 527 MB wheel plus the CUDA wheels it requires, several GB). TORCH=cpu: the CPU build;
+# TORCH=default: PyPI's wheel; TORCH=cu126 / cu130: that build. A torch already in the venv is kept.
+TORCH ?= auto
 
 .PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf gpu-check clean
@@ -26,8 +28,7 @@ $(PY):
 $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already in $(VENV): kept"; \
-	elif [ "$(TORCH)" = cpu ]; then $(PY) -m pip install -q "$(TORCH_SPEC)" --index-url https://download.pytorch.org/whl/cpu; \
-	else $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
+	else pip_args=$$($(PY) -m bench.nvidia --torch "$(TORCH)") || exit 2; $(PY) -m pip install -q $$pip_args; fi
 	$(PY) -m pip install -q -e ".[test,minilm]"
 	@touch $@
 
