@@ -19,7 +19,7 @@ DEV_DATA ?= ../shared/data
 # TORCH=default: PyPI's wheel; TORCH=cu126 / cu130: that build. A torch already in the venv is kept.
 TORCH ?= auto
 
-.PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
+.PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base-1gpu glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf gpu-check clean
 
 $(PY):
@@ -60,6 +60,13 @@ smoke: $(INSTALLED)
 # The paper grids: preflight (every dataset split and model resolvable, else one line each and exit 2), runs,
 # then collect + report. Datasets and models from the Hub unless DATA_DIR / MODEL_DIR are set.
 glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium nlg-gpt2-large: $(INSTALLED)
+	$(PEFT_BENCH) grid $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(GRID_ARGS)
+	$(PEFT_BENCH) collect $@
+	$(PEFT_BENCH) report $@
+
+# A first evening on one small GPU (T4, RTX card): RoBERTa-base FT / BitFit / Adapter^D / LoRA on SST-2 (10k),
+# MRPC, CoLA, RTE, STS-B x 3 seeds, planned at 2.2 device-hours on a T4 (bench/presets/one_gpu.py says what is cut).
+glue-roberta-base-1gpu: $(INSTALLED)
 	$(PEFT_BENCH) grid $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(GRID_ARGS)
 	$(PEFT_BENCH) collect $@
 	$(PEFT_BENCH) report $@
