@@ -86,9 +86,12 @@ perf: dev-data $(INSTALLED)
 
 # On a GPU machine (at most 8 minutes on one H100/H200): reports/perf/gpu-<device>.json. There: make gpu-check
 # PY=python3 DATA_DIR=<release files or empty for the shipped fixtures>; wheels and steps in docs/perf.md.
+# First, in seconds: make gpu-check GPU_CHECK_ARGS=--dry-run (imports, wheel versions, the device; on a machine
+# without CUDA it says "no CUDA device"); GPU_CHECK_ARGS=--tiny runs every stage on the CPU (as make test does).
+GPU_CHECK_ARGS ?=
 gpu-check:
 	$(PY) -m bench.perf.gpu $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) \
-		--out-dir reports/perf
+		--out-dir reports/perf $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf .pytest_cache build *.egg-info
