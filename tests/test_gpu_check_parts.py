@@ -118,3 +118,17 @@ def test_the_cpu_allocator_setting_stays_off_gpu_cases(tmp_path, monkeypatch, de
     assert worker.main([str(job), str(tmp_path / "out.json")]) == 0
     assert bool(calls) == retained
     assert json.loads((tmp_path / "out.json").read_text()) == [[{"kind": "train", "device": device}]] * 2
+
+
+def test_a_stage_runs_its_cases_in_one_process_and_keeps_each_record():
+    from bench.perf.isolate import run_cases
+    from bench.perf.train import TrainCase
+    from bench.perf.gpu import FIXTURES as SMOKE
+
+    common = dict(padding="dynamic", model="tiny-roberta", task="sst2", data_dir=str(SMOKE), steps=1, warmup=1,
+                  examples=0, batch_size=4, max_length=64, precision="no")
+    jobs = [("train", TrainCase(engine=engine, method="lora", **common)) for engine in ("suite", "baseline")]
+    results = run_cases(jobs, 1, timeout=600)
+    assert [[r["engine"] for r in records] for records in results] == [["suite"], ["baseline"]]
+    for records in results:
+        assert records[0]["status"] == "ok" and records[0]["isolated_process"] and records[0]["examples_per_s"] > 0
