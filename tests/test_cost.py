@@ -68,7 +68,8 @@ def test_rows_add_up_and_precision_and_calibration_change_the_price():
     key = calibration_key(first, "wordpiece", lengths_of("sst2", "train", "wordpiece"), "bf16")
     slow = run_cost(first, CPU, {key: {"flops_per_s": 1e9}})
     assert slow.train_seconds > 10 * c.train_seconds and "calibrated" in slow.notes
-    assert precision("auto", GPUS["v100"]) == "fp32" and precision("auto", GPUS["a100"]) == "bf16"
+    assert precision("auto", GPUS["v100"]) == precision("auto", GPUS["t4"]) == "fp16"     # no bf16: fp16 autocast
+    assert precision("auto", GPUS["a100"]) == precision("auto", GPUS["rtx3090"]) == "bf16"
 
 
 def test_generation_runs_count_beams_and_new_tokens():

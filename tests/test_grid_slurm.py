@@ -23,6 +23,16 @@ def test_job_function_and_specs_pickle():
     assert RunSpec.from_dict(pickle.loads(pickle.dumps(spec.to_dict()))).run_id == spec.run_id
 
 
+def test_a_job_that_asked_for_a_gpu_and_got_none_trains_nothing(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the job would get one")
+    spec = resolve(RunSpec(model="tiny-roberta", task="sst2", method="lora", train=TINY, preset="t"))
+    status = job(spec.to_dict(), str(tmp_path), str(SMOKE_DATA), None, 1)
+    assert status.startswith("failed: this Slurm job asked for 1 GPU(s) but torch sees no CUDA device (nvidia-smi")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_submitit_local_executor_runs_a_dependency_chain(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(SMOKE_DATA.parents[2]),

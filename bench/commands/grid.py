@@ -74,7 +74,7 @@ def run(args) -> int:
     record_plan(specs, args.results_dir)
     start = time.perf_counter()
     progress = not args.no_progress and sys.stderr.isatty()
-    if len(slots) > 1 or args.devices:
+    if len(slots) > 1 or slots[0].name.startswith("cuda"):      # on a GPU: every run in its own process
         counts = _parallel(args, specs, slots, data_dir, predicted, progress)
     else:
         def on_start(k, total, spec):
@@ -89,17 +89,30 @@ def run(args) -> int:
 
 
 def _slots(args):
+    """The executor's worker slots: GPUs from --devices (or GPU 0 where nvidia-smi lists GPUs), else --jobs CPU
+    workers. Refused before any run folder exists when a GPU was asked for and torch would not get it."""
+    from bench.devices import gpu_request, smi_gpus
     from bench.executor import cpu_slots, gpu_slots
 
-    if args.devices:
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        if not devices or args.jobs_per_device < 1:
-            raise ConfigError(f"--devices expects a comma-separated list of GPU ids and --jobs-per-device >= 1, "
-                              f"got {args.devices!r} / {args.jobs_per_device}")
-        return gpu_slots(devices, args.jobs_per_device)
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs expects an integer >= 1, got {args.jobs}")
-    return cpu_slots(args.jobs)
+    if args.jobs < 1 or args.jobs_per_device < 1:
+        raise ConfigError(f"--jobs and --jobs-per-device expect integers >= 1, got {args.jobs} / "
+                          f"{args.jobs_per_device}")
+    if args.executor == "slurm":       # the jobs get their GPUs from Slurm
+        return cpu_slots(1)
+    if args.cpu:                       # the runs trained in this process see no GPU either
+        import os
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    gpus = [] if args.cpu else smi_gpus()
+    if args.jobs > 1 and (gpus or args.devices):
+        raise ConfigError(f"--jobs {args.jobs} runs CPU workers"
+                          + (f", and nvidia-smi lists {len(gpus)} GPU(s) here" if gpus else "")
+                          + ": use --devices 0,1,... (and --jobs-per-device K) for GPU workers, or --cpu to train "
+                          "on the CPU")
+    devices = gpu_request(args.devices, cpu=args.cpu, gpus=gpus)
+    if devices is None:
+        return cpu_slots(args.jobs)
+    return gpu_slots(devices, args.jobs_per_device)
 
 
 def _parallel(args, specs, slots, data_dir, predicted, progress) -> dict:
@@ -162,7 +175,10 @@ def register(parser) -> None:
     add_selection(parser)
     parser.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0 <= I < N)")
     parser.add_argument("--jobs", type=int, default=1, help="CPU: runs at a time, each in its own process")
-    parser.add_argument("--devices", default="", help="GPUs to keep busy, e.g. 0,1,2,3 (one process per run)")
+    parser.add_argument("--devices", default="",
+                        help="GPUs to keep busy: indices among the visible ones (0,1,2,3) or all; one process per run")
+    parser.add_argument("--cpu", action="store_true",
+                        help="train on the CPU even where nvidia-smi lists GPUs (then --jobs N CPU workers)")
     parser.add_argument("--jobs-per-device", type=int, default=1, help="runs at a time on each GPU of --devices")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
     parser.add_argument("--device", default=None,

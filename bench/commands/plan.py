@@ -109,7 +109,8 @@ def run(args) -> int:
 
 def register(parser) -> None:
     add_selection(parser)
-    parser.add_argument("--device", default=None, help="cpu, a100, h100, h200, v100, l4 (default: this machine's)")
+    parser.add_argument("--device", default=None, help="cpu, a100, h100, h200, v100, l4, t4, rtx3090, rtx4090, a4000, "
+                        "a10 (default: this machine's)")
     parser.add_argument("--calibrate", action="store_true",
                         help="time a few steps of each distinct shape here (random weights) and cache them")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

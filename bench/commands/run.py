@@ -26,6 +26,7 @@ def run(args) -> int:
     if args.save_state:
         spec = replace(spec, save_state=True)
     validate([spec], data_dir=args.data_dir, model_dir=args.model_dir)
+    _check_device(args.cpu)
     print(f"run {spec.run_id}: {spec.model} {spec.task} {spec.method} {spec.method_config}", flush=True)
     rows = run_one(spec, results_dir=args.results_dir, data_dir=args.data_dir, model_dir=args.model_dir,
                    progress=sys.stderr.isatty(), force=args.force)
@@ -48,6 +49,19 @@ def run(args) -> int:
     return 0
 
 
+def _check_device(cpu: bool) -> None:
+    """Where nvidia-smi lists GPUs the run trains on one, or stops here (one line, exit 2, no run folder) when
+    torch cannot use it; `--cpu` trains on the CPU instead."""
+    import os
+
+    from bench.devices import gpu_request
+
+    if cpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return
+    gpu_request("", cpu=False)
+
+
 def register(parser) -> None:
     parser.add_argument("--model", required=True, help="model name (peft-bench ls models)")
     parser.add_argument("--task", required=True, help="task name (peft-bench ls tasks)")
@@ -60,6 +74,7 @@ def register(parser) -> None:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--save-state", action="store_true", help="keep the best trained state (state.pt)")
     parser.add_argument("--force", action="store_true", help="rerun even if this run already finished")
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even where nvidia-smi lists GPUs")
     parser.add_argument("--track", choices=("tensorboard", "wandb"), default=None,
                         help="live metrics of every run through accelerate's trackers (off by default)")
     parser.set_defaults(func=run)

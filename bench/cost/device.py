@@ -44,9 +44,32 @@ GPUS = {
                    source="datasheet (V100 SXM2 32GB); no bf16; efficiency assumed"),
     "l4": Device("l4", {"bf16": 121e12, "fp16": 121e12, "fp32": 30e12}, 0.35, 1e-3, 1.1e-10, 60, 24,
                  source="datasheet (L4); efficiency assumed"),
+    # NVIDIA T4 datasheet: 65 TFLOPS mixed precision (FP16/FP32), 8.1 TFLOPS FP32, 16 GB GDDR6 at 320 GB/s; Turing
+    # (sm_75) has no bf16: `auto` trains it in fp16
+    "t4": Device("t4", {"fp16": 65e12, "fp32": 8.1e12}, 0.35, 1e-3, 1.0e-10, 60, 16, bf16=False,
+                 source="datasheet (T4 16GB); no bf16; efficiency assumed"),
+    # NVIDIA Ampere GA102 whitepaper, GeForce RTX 3090: peak FP16 / BF16 tensor TFLOPS with FP32 accumulate 71 dense
+    # (142 sparse), FP32 35.6 TFLOPS, 24 GB GDDR6X at 936 GB/s
+    "rtx3090": Device("rtx3090", {"bf16": 71e12, "fp16": 71e12, "fp32": 35.6e12}, 0.35, 1e-3, 3.5e-11, 60, 24,
+                      source="GA102 whitepaper (RTX 3090, FP32 accumulate); efficiency assumed"),
+    # NVIDIA Ada GPU architecture whitepaper, GeForce RTX 4090: peak FP16 / BF16 tensor TFLOPS with FP32 accumulate
+    # 165.2 dense (330.4 sparse), FP32 82.6 TFLOPS, 24 GB GDDR6X at 1008 GB/s
+    "rtx4090": Device("rtx4090", {"bf16": 165.2e12, "fp16": 165.2e12, "fp32": 82.6e12}, 0.35, 1e-3, 3.3e-11, 60, 24,
+                      source="Ada whitepaper (RTX 4090, FP32 accumulate); efficiency assumed"),
+    # NVIDIA RTX A4000 datasheet: tensor performance 153.4 TFLOPS (with sparsity; 76.7 dense), FP32 19.2 TFLOPS,
+    # 16 GB GDDR6 at 448 GB/s
+    "a4000": Device("a4000", {"bf16": 76.7e12, "fp16": 76.7e12, "fp32": 19.2e12}, 0.35, 1e-3, 7.4e-11, 60, 16,
+                    source="datasheet (RTX A4000, sparse figure halved); efficiency assumed"),
+    # NVIDIA A10 datasheet: BF16 / FP16 tensor core 125 TFLOPS dense (250 sparse), FP32 31.2 TFLOPS, 24 GB GDDR6 at
+    # 600 GB/s
+    "a10": Device("a10", {"bf16": 125e12, "fp16": 125e12, "fp32": 31.2e12}, 0.35, 1e-3, 5.5e-11, 60, 24,
+                  source="datasheet (A10); efficiency assumed"),
 }
+# nvidia-smi names that do not contain the profile's key
+SMI_NAMES = {"rtx 3090": "rtx3090", "rtx 4090": "rtx4090", "rtx a4000": "a4000"}
 # GPUs: step overhead 1 ms per block and micro-batch (eager kernel launches of a block's forward, backward and
-# optimizer step) and 60 s per run for loading: assumptions, not measured here (no GPU).
+# optimizer step) and 60 s per run for loading: assumptions, not measured here (no GPU). Optimizer time per trained
+# parameter scales with memory bandwidth (about 3.3e-8 s per parameter and GB/s).
 # CPU: the median achieved / matmul peak of whole MiniLM-L6 training steps (14 shapes of minilm-glue, batch 16-32,
 # lengths 16-128, every method; `plan minilm-glue --calibrate`, one thread, docs/runner.md); the fixed costs per
 # step and the optimizer are inside those step times, so they are 0 here. Per run (process start, model and data
@@ -104,9 +127,10 @@ def detect() -> str:
                                    text=True, timeout=10).stdout.lower()
         except (OSError, subprocess.SubprocessError):
             names = ""
-        for key in GPUS:
-            if key in names.splitlines()[0] if names.strip() else False:
-                return key
+        first = names.splitlines()[0] if names.strip() else ""
+        for key in [*SMI_NAMES, *GPUS]:
+            if first and key in first:
+                return SMI_NAMES.get(key, key)
     return "cpu"
 
 
@@ -182,9 +206,12 @@ def _host_memory_gb() -> float:
 
 
 def precision(mixed_precision: str, dev: Device) -> str:
-    """The precision a run trains in: `auto` follows the device (bf16 where it has it, else fp32)."""
+    """The precision a run trains in: `auto` follows the device (bf16 where it has it natively; fp16 on a GPU
+    without it, as bench.precision resolves CUDA below compute capability 8.0; else fp32)."""
     if mixed_precision == "auto":
-        return "bf16" if dev.bf16 and "bf16" in dev.peak else "fp32"
+        if dev.bf16 and "bf16" in dev.peak:
+            return "bf16"
+        return "fp16" if dev.name in GPUS and "fp16" in dev.peak else "fp32"
     return {"no": "fp32"}.get(mixed_precision, mixed_precision)
 
 

@@ -4,12 +4,8 @@ baseline interleaved so that a change in machine load hits both sides of a ratio
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,9 +92,10 @@ def decode_case(plan: Plan) -> DecodeCase:
                       random_weights=plan.random_weights)
 
 
-def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dict]:
+def run_case(kind: str, case, threads: int, *, isolate: bool = True, timeout: float | None = None) -> list[dict]:
     """Run one case, in a fresh Python process unless `isolate` is False (then its memory figures include
-    whatever earlier cases left in this process). A failure becomes one record with status=failed and the error."""
+    whatever earlier cases left in this process). A failure becomes one record with status=failed and the error;
+    so does a case still running after `timeout` seconds (the time guard)."""
     if not isolate:
         from bench.perf.worker import run_job
 
@@ -109,32 +106,9 @@ def run_case(kind: str, case, threads: int, *, isolate: bool = True) -> list[dic
             record["load_avg_1m_before_after"] = [load_before, _load()]
             record["isolated_process"] = False
         return records
-    with tempfile.TemporaryDirectory() as tmp:
-        job, out = Path(tmp) / "case.json", Path(tmp) / "out.json"
-        job.write_text(json.dumps({"kind": kind, "threads": threads, "case": asdict(case)}))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
-        load_before = _load()
-        proc = subprocess.run([sys.executable, "-m", "bench.perf.worker", str(job), str(out)], env=env,
-                              capture_output=True, text=True)
-        load_after = _load()
-        if proc.returncode != 0 or not out.exists():
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-            fields = asdict(case)
-            return [{"kind": kind, "engine": fields.get("engine", "suite"), "method": fields.get("method", "none"),
-                     "padding": fields.get("padding"), "model": fields.get("model"), "task": fields.get("task"),
-                     "precision": _precision_name(fields.get("precision")), "status": "failed",
-                     "error": " | ".join(tail) or f"exit code {proc.returncode}",
-                     "case": fields}]
-        records = json.loads(out.read_text())
-    for record in records:
-        record["status"] = "ok"
-        record["load_avg_1m_before_after"] = [load_before, load_after]
-        record["isolated_process"] = True
-    return records
+    from bench.perf.isolate import run_cases
+
+    return run_cases([(kind, case)], threads, timeout=timeout, _single=True)[0]
 
 
 def _precision_name(setting) -> str | None:

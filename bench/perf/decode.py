@@ -3,7 +3,8 @@ length-sorted (`bench.decode.generate.generate_ids`, the suite: our own beam sea
 at a time with plain Hugging Face `model.generate` calls (the papers' scripts, the baseline), same model, protocol
 and inputs; a third record (engine `hf_batched`) runs `model.generate` on the suite's length-sorted, left-padded
 batches, to separate what batching gives from what our search gives. Outputs are compared token for token with
-the baseline's.
+the baseline's, and a row that differs by the beam score of both outputs (bench.perf.decode_compare: on a GPU a
+near-tie may flip with the batch shape).
 
 Engines run interleaved: repeat r runs them in order (suite, hf_batched, baseline) when r is even and reversed
 when odd (ABBA), each after an untimed two-token warm-up, and the fastest repeat of each is kept (interference
@@ -25,6 +26,7 @@ import torch
 from bench.decode.generate import (
     generate_ids, generation_config, hf_processors, newline_token_ids, pick_engine,
 )
+from bench.perf.decode_compare import compare
 from bench.perf.measure import PeakMemory
 
 ENGINES = ("suite", "hf_batched", "baseline")
@@ -157,6 +159,8 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
     records = []
     for engine, repeats in runs.items():
         ids, seconds, cpu, mem, _ = min(repeats, key=lambda run: run[1])
+        agreement = {} if reference is None else compare(model, tokenizer, sources, ids, reference, decoding,
+                                                         case.device)
         generated = sum(len(r) for r in ids)
         batched = engine != "baseline"
         records.append({
@@ -176,7 +180,11 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
             "same_outputs_every_repeat": all(run[0] == repeats[0][0] for run in repeats),
             "peak_mem_mb": mem.peak_mb, "mem_before_steps_mb": mem.start_mb, "mem_measure": mem.kind,
             "identical_outputs": None if reference is None else ids == reference,
-            "identical_rows": None if reference is None else sum(a == b for a, b in zip(ids, reference)),
+            "identical_rows": agreement.get("identical_rows"),
+            # rows that differ from the baseline's: the largest beam-score gap and how many no near-tie explains
+            # (bench.perf.decode_compare)
+            "max_score_gap": agreement.get("max_score_gap"), "rows_unexplained": agreement.get("rows_unexplained"),
+            "score_gaps": agreement.get("score_gaps"), "score_tolerance": agreement.get("score_tolerance"),
             "case": asdict(case),
         })
     return records

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from bench.presets.glue import glue_roberta_base, glue_roberta_large, glue_roberta_large_restricted
 from bench.presets.nlg import nlg_gpt2_large, nlg_gpt2_medium
+from bench.presets.one_gpu import glue_roberta_base_1gpu
 from bench.presets.small import minilm_glue, smoke
 from bench.spec import RunSpec
 
@@ -53,6 +54,10 @@ PRESETS: dict[str, Preset] = {
     "glue-roberta-base-script": Preset(lambda: glue_roberta_base("script"), "as glue-roberta-base with the released "
                                        "scripts' LoRA settings (alpha 16, 8-GPU global batch)",
                                        Resources(gpus=1, cpus=8, mem_gb=64, hours=48)),
+    "glue-roberta-base-1gpu": Preset(glue_roberta_base_1gpu, "a first evening on one small GPU: RoBERTa-base FT, "
+                                     "BitFit, Adapter^D, LoRA x SST-2 (10k), MRPC, CoLA, RTE, STS-B x 3 seeds, fewer "
+                                     "epochs; <= 4 device-hours planned on a T4",
+                                     Resources(gpus=1, cpus=4, mem_gb=32, hours=4)),
     "glue-roberta-large": Preset(lambda: glue_roberta_large("paper"), "LoRA Table 2, RoBERTa-large FT and LoRA x 8 "
                                  "GLUE tasks x 5 seeds; paper hyperparameters",
                                  Resources(gpus=1, cpus=8, mem_gb=96, hours=72)),
