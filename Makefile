@@ -77,7 +77,7 @@ dev-data:
 
 # One torch thread: on 2 shared cores two threads ran 5x slower (docs/runner.md).
 minilm-glue: dev-data $(INSTALLED)
-	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
+	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --cpu --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
 	$(PEFT_BENCH) collect minilm-glue
 	$(PEFT_BENCH) report minilm-glue
 
