@@ -18,8 +18,10 @@ def md_entry(e: Entry) -> str:
     if e.kind == "unscaled":
         return f"{fmt(e.ours, e.our_scale)} ({e.our_scale or 'unknown scale'}){flags}"
     text = fmt(e.ours, e.scale)
+    text = f"**{text}**" if e.mark == "best" else text
     if e.std is not None:
         text += f" \u00b1 {fmt(e.std, e.scale)}"
+    text += " \u2248" if e.mark == "tied" else ""
     if e.paper is not None:
         text += f" (paper {fmt(e.paper, e.scale)}, \u0394 {fmt(e.diff, e.scale, signed=True)})"
     return text + flags
@@ -56,7 +58,7 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\u2191": r"$\uparrow$",
         "\u2193": r"$\downarrow$", "\u2212": "$-$", "\u00b1": r"$\pm$", "\u2013": "--", "\u0394": r"$\Delta$",
         "\u2020": r"\textsuperscript{\dag}", "\u03b1": r"$\alpha$",
-        "\u00d7": r"$\times$"}
+        "\u00d7": r"$\times$", "\u2248": r"$\approx$"}
 
 
 def tex_escape(text: str) -> str:
@@ -74,6 +76,7 @@ def tex_entry(e: Entry) -> str:
     if e.kind == "unscaled":
         return tex_escape(f"{fmt(e.ours, e.our_scale)} ({e.our_scale or 'unknown scale'})") + flags
     text = tex_escape(fmt(e.ours, e.scale))
+    text = f"\\textbf{{{text}}}" if e.mark == "best" else (text + r"$^{\approx}$" if e.mark == "tied" else text)
     if e.std is not None:
         text += f"$_{{\\pm {fmt(e.std, e.scale)}}}$"
     if e.paper is not None:

@@ -8,7 +8,7 @@ failed says so.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.report.aggregate import Cell, Grid, RowKey
 from bench.report.paper import PaperRow
@@ -32,6 +32,7 @@ class Entry:
     diff: float | None = None
     flags: str = ""
     our_scale: str = ""
+    mark: str = ""          # best | tied (not distinguishable from the best, significance.py) | ""
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def _rows_for(grid: Grid, tasks: list[str]) -> list[RowKey]:
     return [key for key in grid.rows if any((key, t) in grid.cells for t in tasks)]
 
 
-def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
+def glue_table(grid: Grid, paper: list[PaperRow], marks: dict | None = None,
+               mark_notes: list[str] = ()) -> Table | None:
+    """`marks`: {(row, task): "best" | "tied"} from protocols.marks_of, explained by `mark_notes`."""
     glue = table_tasks("glue")
     tasks = [t for t in glue if t in grid.tasks]
     if not tasks:
@@ -136,6 +139,8 @@ def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
     columns.append("Avg.")
     for key in _rows_for(grid, tasks):
         entries = [entry(grid.cells.get((key, t)), key, t, *column[t], "percent", index) for t in tasks]
+        entries = [replace(e, mark=(marks or {}).get((key, t), "")) if e.kind == "value" else e
+                   for e, t in zip(entries, tasks)]
         rows.append(([model_name(key.model), key.display, _params_text(grid, key, tasks)],
                      entries + [_glue_average(entries, key, index, len(glue))]))
     caption = ("GLUE dev sets in the layout of LoRA Table 2: MNLI matched accuracy, CoLA Matthews correlation, "
@@ -145,7 +150,7 @@ def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
                "Avg. is the mean of the task medians; it is compared to the paper only over all 8 tasks.")
     return Table(name="glue", title="GLUE (LoRA Table 2 layout)", caption=caption,
                  lead=["Model", "Method", "# Trainable Params"], groups=[], columns=columns, rows=rows,
-                 notes=_notes(grid, tasks, paper))
+                 notes=[*mark_notes, *_notes(grid, tasks, paper)])
 
 
 def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex, n_tasks: int) -> Entry:
