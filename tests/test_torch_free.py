@@ -61,3 +61,23 @@ def test_report_runs_without_torch_on_the_committed_csv(tmp_path):
     out = tmp_path / "reports" / "minilm-glue"
     assert (out / "glue.md").read_text() == (REPO / "reports" / "minilm-glue" / "glue.md").read_text()
     assert (out / "summary.png").is_file()
+
+
+def test_report_computes_intervals_and_marks_without_torch(tmp_path):
+    """Both protocols, bootstrap intervals and marks, from a CSV and its per-example predictions file alone."""
+    import numpy as np
+
+    from tests.report_synth import noisy, write_preset
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 300)
+    results = tmp_path / "results"
+    results.mkdir()
+    write_preset(results, "syn", "sst2", gold, {
+        "A": {"dev": [noisy(gold, 0.9, rng) for _ in range(3)], "heldout": [noisy(gold, 0.88, rng) for _ in range(3)]},
+        "B": {"dev": [noisy(gold, 0.7, rng) for _ in range(3)], "heldout": [noisy(gold, 0.65, rng) for _ in range(3)]}})
+    shutil.copy(REPO / "results" / "paper.csv", results / "paper.csv")
+    res = _cli("report", "syn", "--results", str(results), "--out", str(tmp_path / "reports"), cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    sel = (tmp_path / "reports" / "syn" / "selection.md").read_text()
+    assert "| A | **90.0** [" in sel and "+5.0" in sel
