@@ -123,3 +123,28 @@ def test_a_report_without_predictions_says_so_and_marks_nothing(tmp_path):
     assert "**" not in (out / "glue.md").read_text().split("| tiny", 1)[1]
     sel = (out / "selection.md").read_text()
     assert "No heldout rows" in sel and "no per-example predictions file" in sel
+
+
+def test_the_summary_plot_draws_the_intervals(tmp_path, monkeypatch):
+    import bench.report.plots as plots
+
+    captured = {}
+
+    def keep(fig, out, stem):
+        captured[stem] = fig
+        return []
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    rng = np.random.default_rng(9)
+    gold = _gold(200)
+    results = tmp_path / "results"
+    results.mkdir()
+    write_preset(results, "syn", "sst2", gold, {"A": {"dev": [noisy(gold, 0.9, rng) for _ in range(3)]},
+                                               "B": {"dev": [noisy(gold, 0.6, rng) for _ in range(3)]}})
+    build_report("syn", results_dir=results, out_root=tmp_path / "reports")
+    fig = captured["summary"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("95% interval" in label for label in labels)
+    lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 2]
+    spans = sorted((min(ln.get_xdata()), max(ln.get_xdata())) for ln in lines)
+    assert len(spans) == 2 and spans[0][1] < spans[1][0]          # B's interval lies wholly below A's

@@ -11,7 +11,8 @@ from bench.heldout import predictions_path
 from bench.report.aggregate import Grid, build_grid
 from bench.report.load import read_results
 from bench.report.paper import PaperRow, read_paper
-from bench.report.protocols import marks_of, read_predictions, selection_markdown, table_note, verdicts
+from bench.report.protocols import (marks_of, plot_intervals, read_predictions, selection_markdown, table_note,
+                                    verdicts)
 from bench.report.render import long_markdown, to_latex, to_markdown
 from bench.report.tables import glue_table, long_rows, nlg_table, unmatched_rows
 from bench.report.units import model_name, task_name
@@ -95,7 +96,7 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
         from bench.report.plots import params_plot, summary_plot
         for task in grid.tasks:
             figures += params_plot(grid, paper, task, out)
-        figures += summary_plot(grid, paper, out)
+        figures += summary_plot(grid, paper, out, plot_intervals(results))
         curves, n_logs = curve_plots(grid, results_dir / "runs" / preset, out)
         figures += curves
     summary.files += figures

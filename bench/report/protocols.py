@@ -128,6 +128,12 @@ def marks_of(results: dict[str, TaskResult], protocol: str) -> dict[tuple[RowKey
     return out
 
 
+def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dict[tuple, object]:
+    """{(row, task, "dev", metric): Interval} for the summary plot."""
+    return {(key, task, "dev", res.metric): iv for task, res in results.items()
+            if (v := res.verdicts.get(protocol)) is not None for key, iv in v.intervals.items()}
+
+
 def table_note(results: dict[str, TaskResult], protocol: str) -> list[str]:
     if not any(protocol in r.verdicts for r in results.values()):
         return []
