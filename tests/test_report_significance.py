@@ -126,6 +126,7 @@ def test_a_report_without_predictions_says_so_and_marks_nothing(tmp_path):
 
 
 def test_the_summary_plot_draws_the_intervals(tmp_path, monkeypatch):
+    import bench.report.curves  # noqa: F401 - bound to the real save_figure before it is replaced here
     import bench.report.plots as plots
 
     captured = {}
@@ -148,3 +149,17 @@ def test_the_summary_plot_draws_the_intervals(tmp_path, monkeypatch):
     lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 2]
     spans = sorted((min(ln.get_xdata()), max(ln.get_xdata())) for ln in lines)
     assert len(spans) == 2 and spans[0][1] < spans[1][0]          # B's interval lies wholly below A's
+
+
+def test_an_unknown_selection_value_stops_the_report_naming_line_and_column(tmp_path):
+    from bench.config import ConfigError
+
+    rng = np.random.default_rng(10)
+    gold = _gold(50)
+    results = tmp_path / "results"
+    results.mkdir()
+    write_preset(results, "syn", "sst2", gold, {"A": {"dev": [noisy(gold, 0.9, rng)]}})
+    path = results / "syn.csv"
+    path.write_text(path.read_text().replace(",dev,accuracy,dev,", ",dev,accuracy,heldin,"))
+    with pytest.raises(ConfigError, match=r"line 2 .*'selection' is 'heldin', expected one of dev, heldout, final"):
+        build_report("syn", results_dir=results, out_root=tmp_path / "reports", plots=False)

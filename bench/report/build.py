@@ -85,7 +85,7 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
         summary.files += _write(out / f"{table.name}.tex", to_latex(table))
     if results:
         summary.files += _write(out / "selection.md", selection_markdown(grids, results, pred_path))
-    records = long_rows(grid, paper)
+    records = long_rows(grid, paper) + (long_rows(grids["heldout"], paper, "heldout") if "heldout" in grids else [])
     if records:
         summary.files += _write(out / "all_metrics.md", long_markdown(records))
         summary.files.append(_write_csv(out / "aggregated.csv", records))

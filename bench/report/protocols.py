@@ -134,11 +134,12 @@ def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dic
             if (v := res.verdicts.get(protocol)) is not None for key, iv in v.intervals.items()}
 
 
-def table_note(results: dict[str, TaskResult], protocol: str) -> list[str]:
+def table_note(results: dict[str, TaskResult], protocol: str) -> str:
+    """The line under a marked table: what bold and \u2248 mean and which test decided them."""
     if not any(protocol in r.verdicts for r in results.values()):
-        return []
-    return [f"**bold**: the best median of the column; \u2248: not distinguishable from it at 95% ({TEST_NAME}). "
-            f"Intervals, the held-out protocol and the majority-class baseline: selection.md."]
+        return ""
+    return (f"**bold**: the best center of the column (median over seeds); \u2248: not distinguishable from it at "
+            f"95% ({TEST_NAME}). Intervals, the held-out protocol and the majority-class baseline: selection.md.")
 
 
 # ---------------------------------------------------------------- selection.md
