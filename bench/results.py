@@ -4,6 +4,8 @@ results/runs/<preset>/<run_id>/
     spec.json          the resolved RunSpec
     log.jsonl          one JSON object per epoch ("epoch", "train_loss", "<split>_<metric>", ...)
     predictions/       <split>.txt, one prediction per line in split order (class id, score or text)
+      epochs/          <split>.<epoch>.txt per evaluated epoch of the selection split, <split>.gold.jsonl its gold
+                       (what collect's held-out protocol needs, bench/heldout.py)
     state.pt           best trainable state (only runs that others start from: spec.save_state)
     error.txt          traceback of a failed run
     rows.json          the run's result rows; written LAST, atomically: its presence marks completion
