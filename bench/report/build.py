@@ -101,7 +101,8 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
         figures += curves
     summary.files += figures
     text = index_markdown(preset, csv_path, paper_path, grid, paper, tables, records, figures, n_logs,
-                          results_dir / "runs" / preset, selection=bool(results))
+                          results_dir / "runs" / preset, selection=bool(results),
+                          heldout_runs=len(grids["heldout"].runs) if "heldout" in grids else 0)
     summary.files += _write(out / "index.md", text)
     return summary
 
@@ -152,7 +153,8 @@ def _training_variants(grid: Grid) -> list[str]:
 
 
 def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, paper: list[PaperRow], tables,
-                   records, figures: list[Path], n_logs: int, runs_dir: Path, selection: bool = False) -> str:
+                   records, figures: list[Path], n_logs: int, runs_dir: Path, selection: bool = False,
+                   heldout_runs: int = 0) -> str:
     lines = [f"# Report: preset `{preset}`", "",
              f"Built by `peft-bench report {preset}` from `{csv_path}` and `{paper_path}`.", ""]
     if not grid.runs:
@@ -178,6 +180,10 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
               f"- seeds: {_seeds(grid)} ({len(grid.seeds)} per configuration); a cell with fewer complete seeds "
               f"is marked `[k/{len(grid.seeds)} seeds]`, failed runs are counted (`[n failed]`), never averaged.",
               *_training_variants(grid),
+              f"- selection protocols: the tables hold each run's own rows (`dev`: epoch chosen on the dev set "
+              f"they score, as the papers; `final`: no choice); {heldout_runs} of {grid.complete} complete runs "
+              f"also have `heldout` rows (epoch chosen on the other half of dev, collect derives them from "
+              f"per-epoch predictions)" + ("; both in [selection.md](selection.md)." if selection else "."),
               "- aggregation: GLUE tasks median over seeds (LoRA Table 2), generation and other tasks mean over "
               "seeds (LoRA's GPT-2 tables); \u00b1 is the sample standard deviation over seeds.",
               "- scorers: the values are those the runner computed with the suite's scorers (GLUE: accuracy, "
