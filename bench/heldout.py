@@ -35,6 +35,25 @@ def gold_file(folder: str | Path, split: str) -> Path:
     return Path(folder) / "predictions" / EPOCHS_DIR / f"{split}.gold.jsonl"
 
 
+def keep_epoch_predictions(folder: str | Path, split: str, epoch: int, predictions: list[str], examples,
+                           task) -> None:
+    """Called by the runner after each evaluation of the selection split: this epoch's prediction lines
+    (`predictions/epochs/<split>.<epoch>.txt`) and, once, the split's gold (`<split>.gold.jsonl`: one JSON value
+    per example, the label or the list of references); an unlabelled split gets no gold file."""
+    from bench.results import write_atomic
+
+    write_atomic(epoch_file(folder, split, epoch), "".join(p + "\n" for p in predictions))
+    gold = gold_file(folder, split)
+    if task.kind == "generate":
+        values = [list(getattr(ex, "references", ()) or ()) for ex in examples]
+        labelled = bool(values) and all(values)
+    else:
+        values = [getattr(ex, "label", None) for ex in examples]
+        labelled = bool(values) and all(v is not None for v in values)
+    if labelled and not gold.is_file():
+        write_atomic(gold, "".join(json.dumps(v) + "\n" for v in values))
+
+
 def half_of(task: str, index: int) -> int:
     """0 (half A) or 1 (half B): the lowest bit of sha256("peft-bench heldout v1|<task>|<index>")."""
     digest = hashlib.sha256(f"{HALF_KEY}|{task}|{index}".encode()).digest()

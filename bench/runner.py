@@ -181,6 +181,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     from accelerate.utils import set_seed
 
     from bench.evaluate import score_value
+    from bench.heldout import keep_epoch_predictions
     from bench.models import apply_method, load_model
     from bench.precision import precision_name
     from bench.tasks import get_task
@@ -279,21 +280,6 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         gc.collect()
         torch.cuda.empty_cache()
     return metric_rows(spec, scores, best_epoch=fitted.best_epoch, counts=counts, env=env)
-
-
-def keep_epoch_predictions(folder: Path, split: str, epoch: int, predictions: list[str], examples, task) -> None:
-    """What `collect` needs to select the epoch again on held-out halves (bench/heldout.py): this epoch's
-    predictions of the selection split (`predictions/epochs/<split>.<epoch>.txt`) and, once, its gold
-    (`predictions/epochs/<split>.gold.jsonl`: one JSON value per example, the label or the reference list)."""
-    from bench.evaluate import has_gold
-    from bench.heldout import epoch_file, gold_file
-
-    write_atomic(epoch_file(folder, split, epoch), "".join(p + "\n" for p in predictions))
-    gold = gold_file(folder, split)
-    if not gold.is_file() and has_gold(task, examples):
-        values = ([list(ex.references) for ex in examples] if task.kind == "generate" else
-                  [ex.label for ex in examples])
-        write_atomic(gold, "".join(json.dumps(v) + "\n" for v in values))
 
 
 def keeps_state(spec: RunSpec, counts) -> bool:
