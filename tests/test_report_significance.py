@@ -110,6 +110,19 @@ def test_the_report_marks_the_tables_and_writes_both_protocols(tmp_path):
     assert "\\textbf{" in (tmp_path / "reports" / "syn" / "glue.tex").read_text()
 
 
+def test_a_task_where_no_method_beats_the_majority_class_says_so_under_the_table(tmp_path):
+    rng = np.random.default_rng(11)
+    gold = np.array([0] * 70 + [1] * 50)
+    results = tmp_path / "results"
+    results.mkdir()
+    write_preset(results, "syn", "sst2", gold, {"A": {"dev": [rng.integers(0, 2, 120) for _ in range(3)]},
+                                               "B": {"dev": [np.zeros(120, dtype=int) for _ in range(3)]}})
+    build_report("syn", results_dir=results, out_root=tmp_path / "reports", plots=False)
+    out = tmp_path / "reports" / "syn"
+    assert "SST-2: no method differs from the majority-class baseline at 95%." in (out / "glue.md").read_text()
+    assert "**No method differs from the majority-class baseline** (58.3) at 95%." in (out / "selection.md").read_text()
+
+
 def test_a_report_without_predictions_says_so_and_marks_nothing(tmp_path):
     rng = np.random.default_rng(8)
     gold = _gold(100)

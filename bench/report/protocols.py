@@ -138,8 +138,13 @@ def table_note(results: dict[str, TaskResult], protocol: str) -> str:
     """The line under a marked table: what bold and \u2248 mean and which test decided them."""
     if not any(protocol in r.verdicts for r in results.values()):
         return ""
-    return (f"**bold**: the best center of the column (median over seeds); \u2248: not distinguishable from it at "
+    flat = [task_name(t) for t, r in results.items()
+            if (v := r.verdicts.get(protocol)) is not None and v.majority is not None and not v.beats_majority]
+    text = (f"**bold**: the best center of the column (median over seeds); \u2248: not distinguishable from it at "
             f"95% ({TEST_NAME}). Intervals, the held-out protocol and the majority-class baseline: selection.md.")
+    if flat:
+        text += f" {', '.join(flat)}: no method differs from the majority-class baseline at 95%."
+    return text
 
 
 # ---------------------------------------------------------------- selection.md
