@@ -4,6 +4,8 @@ results/runs/<preset>/<run_id>/
     spec.json          the resolved RunSpec
     log.jsonl          one JSON object per epoch ("epoch", "train_loss", "<split>_<metric>", ...)
     predictions/       <split>.txt, one prediction per line in split order (class id, score or text)
+      epochs/          <split>.<epoch>.txt per evaluated epoch of the selection split, <split>.gold.jsonl its gold
+                       (what collect's held-out protocol needs, bench/heldout.py)
     state.pt           best trainable state (only runs that others start from: spec.save_state)
     error.txt          traceback of a failed run
     rows.json          the run's result rows; written LAST, atomically: its presence marks completion
@@ -20,7 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.schema import COLUMNS
+from bench.schema import COLUMNS, selection_of
 
 ROWS_FILE = "rows.json"
 _UMASK = os.umask(0)
@@ -93,7 +95,7 @@ def base_row(spec, *, counts=None, env: dict | None = None) -> dict:
         preset=spec.preset, run_id=spec.run_id, model=spec.model, task=spec.task, method=spec.method,
         method_config=json.dumps(spec.method_config, sort_keys=True), seed=spec.seed, lr=cfg.lr,
         epochs=cfg.epochs, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, recipe=spec.recipe, loss=cfg.loss,
-        select=cfg.select, label=spec.display,
+        select=cfg.select, selection=selection_of(cfg.select), label=spec.display,
         paper_table=spec.paper_table, paper_version=spec.paper_version, paper_method=spec.paper_method,
         paper_params=spec.paper_params,
     )
@@ -157,15 +159,31 @@ def _cell(value):
 
 
 def collect(specs, results_dir: str | Path, out: str | Path) -> dict:
-    """Write the rows of the given specs' completed runs to `out` (atomically). Returns counts by status."""
-    rows, counts = [], {"ok": 0, "failed": 0, "todo": 0}
+    """Write the rows of the given specs' completed runs to `out` (atomically), with the held-out protocol's rows
+    derived from each run's per-epoch predictions (bench/heldout.py), and the per-example predictions behind
+    them to `<out stem>.predictions.jsonl` beside it (removed when no run has any). Returns counts by status,
+    "rows" and "heldout" (runs with heldout rows)."""
+    from bench.heldout import derive, predictions_path, write_predictions
+
+    rows, records, counts = [], [], {"ok": 0, "failed": 0, "todo": 0, "heldout": 0}
     for spec in specs:
-        got = read_rows(run_dir(results_dir, spec.preset, spec.run_id))
+        folder = run_dir(results_dir, spec.preset, spec.run_id)
+        got = read_rows(folder)
         if got is None:
             counts["todo"] += 1
             continue
         counts[rows_status(got)] += 1
-        rows.extend(got)
+        for row in got:
+            row.setdefault("selection", selection_of(row.get("select", "")))   # run folders older than the column
+        added, kept = derive(folder, got)
+        counts["heldout"] += bool(added)
+        rows.extend(got + added)
+        records.extend(kept)
     write_atomic(out, to_csv(rows))
+    side = predictions_path(out)
+    if records:
+        write_predictions(side, records)
+    else:
+        side.unlink(missing_ok=True)
     counts["rows"] = len(rows)
     return counts

@@ -181,6 +181,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     from accelerate.utils import set_seed
 
     from bench.evaluate import score_value
+    from bench.heldout import keep_epoch_predictions
     from bench.models import apply_method, load_model
     from bench.precision import precision_name
     from bench.tasks import get_task
@@ -223,6 +224,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     def evaluate(m, epoch: int):
         res = evaluate_once(m, select_split)
+        keep_epoch_predictions(folder, select_split, epoch, res.predictions, data[select_split], task)
         logged, score, higher = {"eval_examples": res.examples}, None, True
         for split_name, metrics in res.scores.items():
             for metric, s in metrics.items():

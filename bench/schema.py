@@ -17,7 +17,10 @@ COLUMNS = [
     "paper_version",     # arxiv-v1 | acl-2021 | arxiv-v2 (the version of the paper table the preset targets)
     "paper_method",      # method name exactly as in results/paper.csv ("LoRA", "AdptP", "FT-TOP2", ...)
     "paper_params",      # params_reported exactly as in results/paper.csv ("0.8M", "0.3M", ...) to tell rows apart
-    "split", "metric", "value", "scale", "higher_is_better", "best_epoch", "note",
+    "split", "metric",
+    "selection",         # dev: epoch selected on the split it scores (the papers') | heldout: selected on the other
+                         # half of dev (bench/heldout.py) | final: select=final runs, no selection (one protocol)
+    "value", "scale", "higher_is_better", "best_epoch", "note",
     "params_trained", "params_stored", "params_head", "params_total", "params_percent",
     "status",            # ok | failed
     "error",
@@ -33,7 +36,14 @@ COLUMNS = [
 # Files from before grad_accum held the effective batch in batch_size, which reads right with grad_accum 1.
 # precision reads empty: such a file does not say what its runs trained in.
 # fast_path reads empty: such a file does not record it (runs before the column existed trained with torch's kernels).
-LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": "", "fast_path": ""}
+# selection reads from select (best -> dev, final -> final): every row of such a file is the runner's own.
+LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": "", "fast_path": "",
+                 "selection": ""}
+
+
+def selection_of(select: str) -> str:
+    """The protocol of the runner's own rows: `dev` when it kept the best dev epoch, `final` when it kept the last."""
+    return "final" if select == "final" else "dev"
 
 NUMERIC = [
     "seed", "lr", "epochs", "batch_size", "grad_accum", "value", "best_epoch", "params_trained", "params_stored",

@@ -68,5 +68,7 @@ def test_grid_show_collect_on_a_slice_of_smoke(tmp_path, capsys):
     assert main(["collect", "smoke", *common]) == 0
     with open(tmp_path / "smoke.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert sorted(r["method"] for r in rows) == ["lora", "prompt"]
+    # each run's own row (dev selection) and the held-out protocol's row collect derives from it
+    assert sorted((r["method"], r["selection"]) for r in rows) == [("lora", "dev"), ("lora", "heldout"),
+                                                                   ("prompt", "dev"), ("prompt", "heldout")]
     assert all(r["status"] == "ok" and r["value"] for r in rows)

@@ -119,10 +119,13 @@ def test_run_one_writes_a_complete_run_folder_and_collect_builds_the_csv(tmp_pat
     assert {r["metric"] for r in dep_rows} == {"pearson", "spearman"}
     out = tmp_path / "t.csv"
     counts = collect([spec, dep, _tiny(method="bitfit")], tmp_path, out)
-    assert counts == {"ok": 2, "failed": 0, "todo": 1, "rows": 3}
+    # each run's own rows (dev selection) and the held-out protocol derived from its per-epoch predictions
+    assert counts == {"ok": 2, "failed": 0, "todo": 1, "heldout": 2, "rows": 6}
     with open(out, newline="") as fh:
         table = list(csv.DictReader(fh))
     assert list(table[0]) == COLUMNS
+    assert sorted(r["selection"] for r in table) == ["dev"] * 3 + ["heldout"] * 3
+    assert (tmp_path / "t.predictions.jsonl").is_file()
     assert all(r["value"] and not math.isnan(float(r["value"])) for r in table)
     assert all(r["params_total"] for r in table)
 

@@ -65,6 +65,6 @@ def test_sigkill_then_rerun_completes_every_run_exactly_once(tmp_path):
         rows = list(csv.DictReader(fh))
     per_run = Counter(r["run_id"] for r in rows)
     assert len(per_run) == 2 * 5                   # sst2, stsb x full, bitfit, lora, adapter H and P
-    keys = Counter((r["run_id"], r["split"], r["metric"]) for r in rows)
+    keys = Counter((r["run_id"], r["split"], r["metric"], r["selection"]) for r in rows)
     assert set(keys.values()) == {1}
     assert all(r["status"] == "ok" and r["value"] for r in rows)

@@ -2,6 +2,7 @@
 datasets or accelerate): each runs in a fresh interpreter in which importing those packages fails."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,12 @@ BLOCKER = textwrap.dedent(f"""
 
 
 def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    # this checkout's code first: from another directory `bench` would resolve to whichever checkout the
+    # environment has installed
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-c", BLOCKER, *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_the_blocker_blocks():
@@ -61,3 +66,51 @@ def test_report_runs_without_torch_on_the_committed_csv(tmp_path):
     out = tmp_path / "reports" / "minilm-glue"
     assert (out / "glue.md").read_text() == (REPO / "reports" / "minilm-glue" / "glue.md").read_text()
     assert (out / "summary.png").is_file()
+
+
+def test_report_computes_intervals_and_marks_without_torch(tmp_path):
+    """Both protocols, bootstrap intervals and marks, from a CSV and its per-example predictions file alone."""
+    import numpy as np
+
+    from tests.report_synth import noisy, write_preset
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 300)
+    results = tmp_path / "results"
+    results.mkdir()
+    write_preset(results, "syn", "sst2", gold, {
+        "A": {"dev": [noisy(gold, 0.9, rng) for _ in range(3)], "heldout": [noisy(gold, 0.88, rng) for _ in range(3)]},
+        "B": {"dev": [noisy(gold, 0.7, rng) for _ in range(3)], "heldout": [noisy(gold, 0.65, rng) for _ in range(3)]}})
+    shutil.copy(REPO / "results" / "paper.csv", results / "paper.csv")
+    res = _cli("report", "syn", "--results", str(results), "--out", str(tmp_path / "reports"), cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    sel = (tmp_path / "reports" / "syn" / "selection.md").read_text()
+    assert "| A | **90.0** [" in sel and "+5.0" in sel
+
+
+def test_collect_derives_heldout_rows_without_torch(tmp_path):
+    """A run folder with per-epoch predictions (written here, as the runner writes them) -> heldout rows."""
+    import csv
+    import json
+
+    from bench.grid import plan
+    from bench.heldout import epoch_file, gold_file
+    from bench.results import base_row, run_dir, write_atomic
+
+    spec = next(s for s in plan("smoke") if s.task == "sst2")
+    folder = run_dir(tmp_path / "results", "smoke", spec.run_id)
+    gold = [i % 2 for i in range(40)]
+    epochs = {1: [1 - g for g in gold], 2: gold, 3: [0] * 40}
+    for epoch, preds in epochs.items():
+        write_atomic(epoch_file(folder, "dev", epoch), "".join(f"{p}\n" for p in preds))
+    write_atomic(gold_file(folder, "dev"), "".join(f"{json.dumps(g)}\n" for g in gold))
+    write_atomic(folder / "predictions" / "dev.txt", "".join(f"{p}\n" for p in epochs[2]))
+    row = {**base_row(spec), "split": "dev", "metric": "accuracy", "value": 100.0, "scale": "percent",
+           "higher_is_better": "true", "best_epoch": 2, "status": "ok", "created_at": "t0"}
+    write_atomic(folder / "rows.json", json.dumps([row]))
+    res = _cli("collect", "smoke", "--results-dir", str(tmp_path / "results"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "results" / "smoke.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [(r["selection"], float(r["value"])) for r in table] == [("dev", 100.0), ("heldout", 100.0)]
+    assert (tmp_path / "results" / "smoke.predictions.jsonl").is_file()

@@ -20,7 +20,7 @@ def run(args) -> int:
     out = Path(args.out or Path(args.results_dir) / f"{args.preset}.csv")
     counts = collect(specs, args.results_dir, out)
     print(f"{out}: {counts['rows']} rows from {counts['ok']} ok and {counts['failed']} failed runs; "
-          f"{counts['todo']} of {len(specs)} runs not finished")
+          f"{counts['todo']} of {len(specs)} runs not finished; held-out selection rows for {counts['heldout']} runs")
     return 0
 
 

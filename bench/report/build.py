@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import ConfigError
+from bench.heldout import predictions_path
 from bench.report.aggregate import Grid, build_grid
 from bench.report.load import read_results
 from bench.report.paper import PaperRow, read_paper
+from bench.report.protocols import (marks_of, plot_intervals, read_predictions, selection_markdown, table_note,
+                                    verdicts)
 from bench.report.render import long_markdown, to_latex, to_markdown
 from bench.report.tables import glue_table, long_rows, nlg_table, unmatched_rows
 from bench.report.units import model_name, task_name
@@ -64,17 +67,25 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
         shutil.rmtree(out)  # a report is rebuilt from scratch: no stale plot of a task that left the preset
     out.mkdir(parents=True)
     summary = ReportSummary(out_dir=out)
-    grid = build_grid(rows, center_of=center_of)
+    grid = build_grid([r for r in rows if r["selection"] != "heldout"], center_of=center_of)
+    winners = {(r.run_id, r.created_at) for r in grid.runs}
+    heldout = [r for r in rows if r["selection"] == "heldout" and (r["run_id"], r["created_at"]) in winners]
+    grids = {"dev": grid, **({"heldout": build_grid(heldout, center_of=center_of)} if heldout else {})}
+    pred_path = predictions_path(csv_path)
+    results = verdicts(grids, read_predictions(pred_path), center_of)
     summary.runs_complete, summary.runs_failed = grid.complete, len(grid.failed)
     summary.runs_missing, summary.runs_superseded = grid.missing, len(grid.superseded)
     summary.empty = not grid.runs
     summary.unmatched = [f"{k.model} {k.display} ({k.paper_method} {k.paper_params} {k.paper_version})"
                          for k in unmatched_rows(grid, paper)]
-    tables = [t for t in (glue_table(grid, paper), nlg_table(grid, paper)) if t is not None]
+    tables = [t for t in (glue_table(grid, paper, marks_of(results, "dev"), table_note(results, "dev")),
+                          nlg_table(grid, paper)) if t is not None]
     for table in tables:
         summary.files += _write(out / f"{table.name}.md", to_markdown(table))
         summary.files += _write(out / f"{table.name}.tex", to_latex(table))
-    records = long_rows(grid, paper)
+    if results:
+        summary.files += _write(out / "selection.md", selection_markdown(grids, results, pred_path))
+    records = long_rows(grid, paper) + (long_rows(grids["heldout"], paper, "heldout") if "heldout" in grids else [])
     if records:
         summary.files += _write(out / "all_metrics.md", long_markdown(records))
         summary.files.append(_write_csv(out / "aggregated.csv", records))
@@ -85,12 +96,13 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
         from bench.report.plots import params_plot, summary_plot
         for task in grid.tasks:
             figures += params_plot(grid, paper, task, out)
-        figures += summary_plot(grid, paper, out)
+        figures += summary_plot(grid, paper, out, plot_intervals(results))
         curves, n_logs = curve_plots(grid, results_dir / "runs" / preset, out)
         figures += curves
     summary.files += figures
     text = index_markdown(preset, csv_path, paper_path, grid, paper, tables, records, figures, n_logs,
-                          results_dir / "runs" / preset)
+                          results_dir / "runs" / preset, selection=bool(results),
+                          heldout_runs=len(grids["heldout"].runs) if "heldout" in grids else 0)
     summary.files += _write(out / "index.md", text)
     return summary
 
@@ -141,7 +153,8 @@ def _training_variants(grid: Grid) -> list[str]:
 
 
 def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, paper: list[PaperRow], tables,
-                   records, figures: list[Path], n_logs: int, runs_dir: Path) -> str:
+                   records, figures: list[Path], n_logs: int, runs_dir: Path, selection: bool = False,
+                   heldout_runs: int = 0) -> str:
     lines = [f"# Report: preset `{preset}`", "",
              f"Built by `peft-bench report {preset}` from `{csv_path}` and `{paper_path}`.", ""]
     if not grid.runs:
@@ -167,6 +180,10 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
               f"- seeds: {_seeds(grid)} ({len(grid.seeds)} per configuration); a cell with fewer complete seeds "
               f"is marked `[k/{len(grid.seeds)} seeds]`, failed runs are counted (`[n failed]`), never averaged.",
               *_training_variants(grid),
+              f"- selection protocols: the tables hold each run's own rows (`dev`: epoch chosen on the dev set "
+              f"they score, as the papers; `final`: no choice); {heldout_runs} of {grid.complete} complete runs "
+              f"also have `heldout` rows (epoch chosen on the other half of dev, collect derives them from "
+              f"per-epoch predictions)" + ("; both in [selection.md](selection.md)." if selection else "."),
               "- aggregation: GLUE tasks median over seeds (LoRA Table 2), generation and other tasks mean over "
               "seeds (LoRA's GPT-2 tables); \u00b1 is the sample standard deviation over seeds.",
               "- scorers: the values are those the runner computed with the suite's scorers (GLUE: accuracy, "
@@ -191,6 +208,9 @@ def index_markdown(preset: str, csv_path: Path, paper_path: Path, grid: Grid, pa
             lines.append(f"- {t.title}: [{t.name}.md]({t.name}.md), [{t.name}.tex]({t.name}.tex)")
     else:
         lines.append("- no GLUE or E2E/WebNLG/DART task in this preset: no paper-layout table.")
+    if selection:
+        lines.append("- dev vs held-out selection, 95% intervals, not-distinguishable-from-best marks, the "
+                     "majority-class baseline: [selection.md](selection.md)")
     if records:
         lines.append("- every aggregated metric: [all_metrics.md](all_metrics.md), "
                      "[aggregated.csv](aggregated.csv)")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from bench.config import ConfigError
 from bench.report.units import canonical_split, canonical_task
-from bench.schema import COLUMNS, LATER_COLUMNS, NUMERIC
+from bench.schema import COLUMNS, LATER_COLUMNS, NUMERIC, selection_of
 
 STATUSES = ("ok", "failed")
+SELECTIONS = ("dev", "heldout", "final")
 TRUE = ("true", "1", "yes")
 FALSE = ("false", "0", "no")
 
@@ -62,6 +63,10 @@ def read_results(path: Path) -> list[Row]:
             text = {k: (v or "").strip() for k, v in raw.items()}
             for column, default in LATER_COLUMNS.items():
                 text[column] = text.get(column) or default
+            text["selection"] = text["selection"] or selection_of(text["select"])
+            if text["selection"] not in SELECTIONS:
+                raise ConfigError(f"{path} line {line} (run_id {text['run_id'] or '?'}): column 'selection' is "
+                                  f"{text['selection']!r}, expected one of {', '.join(SELECTIONS)}")
             where = f"{path} line {line} (run_id {text['run_id'] or '?'})"
             if any(v is None for v in raw.values()):
                 raise ConfigError(f"{where}: fewer cells than the header has columns")

@@ -167,8 +167,10 @@ def params_plot(grid: Grid, paper: list[PaperRow], task: str, out: Path) -> list
     return save_figure(fig, out, f"params_{task}")
 
 
-def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
-    """One panel per task: our score per method (center +- std) and the paper's value beside it."""
+def summary_plot(grid: Grid, paper: list[PaperRow], out: Path, intervals: dict | None = None) -> list[Path]:
+    """One panel per task: our score per method (center +- std) and the paper's value beside it; where
+    `intervals` ({(row, task, split, metric): Interval in percent}, protocols.plot_intervals) has the cell, its
+    95% bootstrap interval as a line under the point."""
     tasks = [t for t in grid.tasks if plot_metric(grid, t) is not None]
     if not tasks:
         return []
@@ -180,7 +182,7 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
                              sharey=True)
     ys = {key: i for i, key in enumerate(reversed(grid.rows))}
     index = index_paper(paper)
-    paper_drawn = False
+    paper_drawn = interval_drawn = False
     for ax, task in zip(axes.flat, tasks):
         split, metric = plot_metric(grid, task)
         scale = column_scale(paper, grid, task, split, metric)
@@ -203,6 +205,11 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
                 continue
             ax.errorbar([y], [ys[key]], xerr=None if err is None else [err], fmt=s.marker, color=s.color, ms=8,
                         mec="black", mew=0.6, capsize=3)
+            interval = (intervals or {}).get((key, task, split, metric))
+            if interval is not None:
+                low, high = convert(interval.low, "percent", scale), convert(interval.high, "percent", scale)
+                ax.plot([low, high], [ys[key] - 0.25] * 2, color=s.color, lw=2.2, solid_capstyle="butt")
+                interval_drawn = True
             if cell.flags:  # an incomplete cell says so beside its point
                 ax.annotate(cell.flags, (y, ys[key]), textcoords="offset points", xytext=(0, 7), ha="center",
                             fontsize=6.5, color="0.35")
@@ -221,9 +228,11 @@ def summary_plot(grid: Grid, paper: list[PaperRow], out: Path) -> list[Path]:
     for ax in axes[:, 0]:
         ax.set_yticks(list(ys.values()), [style[k].label for k in ys])
     handles = [Line2D([], [], ls="", marker="o", color="0.5", mec="black", ms=8, label="ours (center \u00b1 std)")]
+    if interval_drawn:
+        handles.append(Line2D([], [], color="0.3", lw=2.2, label="95% interval (bootstrap over seeds and examples)"))
     if paper_drawn:
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", mew=1.8, ms=10, label="paper"))
-    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("Per-method summary across tasks", fontsize=12)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return save_figure(fig, out, "summary")

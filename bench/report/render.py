@@ -18,8 +18,10 @@ def md_entry(e: Entry) -> str:
     if e.kind == "unscaled":
         return f"{fmt(e.ours, e.our_scale)} ({e.our_scale or 'unknown scale'}){flags}"
     text = fmt(e.ours, e.scale)
+    text = f"**{text}**" if e.mark == "best" else text
     if e.std is not None:
         text += f" \u00b1 {fmt(e.std, e.scale)}"
+    text += " \u2248" if e.mark == "tied" else ""
     if e.paper is not None:
         text += f" (paper {fmt(e.paper, e.scale)}, \u0394 {fmt(e.diff, e.scale, signed=True)})"
     return text + flags
@@ -45,6 +47,8 @@ def to_markdown(table: Table) -> str:
     lines += ["", "n/c: the runs finished but this metric could not be computed (reason below); "
               "[k/n seeds]: only k of the n seeds of the preset are complete; failed: every run of the cell failed "
               "(see index.md)."]
+    if table.test:
+        lines += ["", table.test]
     if table.notes:
         lines += [""] + [f"- {n}" for n in table.notes]
     return "\n".join(lines) + "\n"
@@ -56,7 +60,7 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\u2191": r"$\uparrow$",
         "\u2193": r"$\downarrow$", "\u2212": "$-$", "\u00b1": r"$\pm$", "\u2013": "--", "\u0394": r"$\Delta$",
         "\u2020": r"\textsuperscript{\dag}", "\u03b1": r"$\alpha$",
-        "\u00d7": r"$\times$"}
+        "\u00d7": r"$\times$", "\u2248": r"$\approx$"}
 
 
 def tex_escape(text: str) -> str:
@@ -74,6 +78,7 @@ def tex_entry(e: Entry) -> str:
     if e.kind == "unscaled":
         return tex_escape(f"{fmt(e.ours, e.our_scale)} ({e.our_scale or 'unknown scale'})") + flags
     text = tex_escape(fmt(e.ours, e.scale))
+    text = f"\\textbf{{{text}}}" if e.mark == "best" else (text + r"$^{\approx}$" if e.mark == "tied" else text)
     if e.std is not None:
         text += f"$_{{\\pm {fmt(e.std, e.scale)}}}$"
     if e.paper is not None:
@@ -100,7 +105,8 @@ def to_latex(table: Table) -> str:
     for lead, entries in table.rows:
         lines.append(" & ".join([tex_escape(x) for x in lead] + [tex_entry(e) for e in entries]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}",
-              f"\\caption{{{tex_escape(table.caption)} Small print: (paper value, ours $-$ paper).}}",
+              f"\\caption{{{tex_escape(table.caption)} Small print: (paper value, ours $-$ paper)."
+              f"{' ' + tex_escape(table.test.replace('**bold**', 'Bold')) if table.test else ''}}}",
               f"\\label{{tab:{table.name}}}", r"\end{table*}"]
     return "\n".join(lines) + "\n"
 
@@ -109,12 +115,13 @@ def to_latex(table: Table) -> str:
 
 
 def long_markdown(records: list[dict]) -> str:
-    head = ["Model", "Method", "Task", "Split", "Metric", "Ours", "Scale", "Seeds ok/failed/expected",
+    head = ["Model", "Method", "Task", "Split", "Metric", "Selection", "Ours", "Scale", "Seeds ok/failed/expected",
             "Paper", "Δ"]
     lines = ["# Every aggregated metric", "",
              "Center over seeds (median for GLUE tasks, mean otherwise) \u00b1 sample std, in the scale our runs "
-             "wrote; the paper value and \u0394 are in the paper's scale.", "",
-             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 5 + ["--:"] * 5) + "|"]
+             "wrote; the paper value and \u0394 are in the paper's scale. Selection: dev (best epoch on the dev set it "
+             "scores; the papers'), heldout (chosen on the other half of dev, selection.md).", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 6 + ["--:"] * 5) + "|"]
     for r in records:
         scale = r["scale"] or "raw"
         ours = "" if r["center"] == "" else fmt(r["center"], scale)
@@ -124,6 +131,7 @@ def long_markdown(records: list[dict]) -> str:
         paper = "" if r["paper_value"] == "" else fmt(r["paper_value"], pscale)
         diff = "" if r["diff"] == "" else fmt(r["diff"], pscale, signed=True)
         seeds = f"{r['n_ok']}/{r['n_failed']}/{r['expected_seeds']}"
-        cells = [r["model"], r["label"], r["task"], r["split"], r["metric"], ours, r["scale"], seeds, paper, diff]
+        cells = [r["model"], r["label"], r["task"], r["split"], r["metric"], r["selection"], ours, r["scale"], seeds,
+                 paper, diff]
         lines.append("| " + " | ".join(_md_escape(str(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ failed says so.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.report.aggregate import Cell, Grid, RowKey
 from bench.report.paper import PaperRow
@@ -32,6 +32,7 @@ class Entry:
     diff: float | None = None
     flags: str = ""
     our_scale: str = ""
+    mark: str = ""          # best | tied (not distinguishable from the best, significance.py) | ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Table:
     columns: list[str]               # value column headers (with arrows)
     rows: list[tuple[list[str], list[Entry]]]
     notes: list[str]
+    test: str = ""                   # what the best / not-distinguishable marks mean, the test named
 
 
 def index_paper(rows: list[PaperRow]) -> PaperIndex:
@@ -122,7 +124,8 @@ def _rows_for(grid: Grid, tasks: list[str]) -> list[RowKey]:
     return [key for key in grid.rows if any((key, t) in grid.cells for t in tasks)]
 
 
-def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
+def glue_table(grid: Grid, paper: list[PaperRow], marks: dict | None = None, test: str = "") -> Table | None:
+    """`marks`: {(row, task): "best" | "tied"} from protocols.marks_of, explained by `test`."""
     glue = table_tasks("glue")
     tasks = [t for t in glue if t in grid.tasks]
     if not tasks:
@@ -136,6 +139,8 @@ def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
     columns.append("Avg.")
     for key in _rows_for(grid, tasks):
         entries = [entry(grid.cells.get((key, t)), key, t, *column[t], "percent", index) for t in tasks]
+        entries = [replace(e, mark=(marks or {}).get((key, t), "")) if e.kind == "value" else e
+                   for e, t in zip(entries, tasks)]
         rows.append(([model_name(key.model), key.display, _params_text(grid, key, tasks)],
                      entries + [_glue_average(entries, key, index, len(glue))]))
     caption = ("GLUE dev sets in the layout of LoRA Table 2: MNLI matched accuracy, CoLA Matthews correlation, "
@@ -145,7 +150,7 @@ def glue_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
                "Avg. is the mean of the task medians; it is compared to the paper only over all 8 tasks.")
     return Table(name="glue", title="GLUE (LoRA Table 2 layout)", caption=caption,
                  lead=["Model", "Method", "# Trainable Params"], groups=[], columns=columns, rows=rows,
-                 notes=_notes(grid, tasks, paper))
+                 notes=_notes(grid, tasks, paper), test=test if marks else "")
 
 
 def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex, n_tasks: int) -> Entry:
@@ -210,8 +215,9 @@ def _notes(grid: Grid, tasks: list[str], paper: list[PaperRow]) -> list[str]:
     return notes
 
 
-def long_rows(grid: Grid, paper: list[PaperRow]) -> list[dict]:
-    """Every aggregated (row, task, split, metric) as a flat record: the report's aggregated.csv."""
+def long_rows(grid: Grid, paper: list[PaperRow], selection: str = "dev") -> list[dict]:
+    """Every aggregated (row, task, split, metric) as a flat record: the report's aggregated.csv. `selection`
+    names the protocol of `grid`'s rows (dev, which includes select=final runs, or heldout)."""
     index = index_paper(paper)
     out = []
     for key in grid.rows:
@@ -226,7 +232,8 @@ def long_rows(grid: Grid, paper: list[PaperRow]) -> list[dict]:
                 out.append({
                     "model": key.model, "label": key.display, "method": key.method,
                     "method_config": key.method_config, "recipe": key.recipe, "task": task, "split": split,
-                    "metric": metric, "center": "" if stat is None or stat.center is None else stat.center,
+                    "metric": metric, "selection": selection,
+                    "center": "" if stat is None or stat.center is None else stat.center,
                     "std": "" if stat is None or stat.std is None else stat.std,
                     "scale": stat.scale if stat else "", "n_ok": cell.n_ok, "n_failed": cell.n_failed,
                     "expected_seeds": cell.expected_seeds,

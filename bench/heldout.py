@@ -1,0 +1,187 @@
+"""The held-out selection protocol, derived by `collect` from a run's per-epoch dev predictions. No torch import.
+
+The papers (LoRA Table 2 and most PEFT papers) keep each run's best epoch on the dev set and report that same dev
+set: the `dev` protocol, what the runner's rows hold. The `heldout` protocol selects without looking at the
+examples it scores:
+
+- the selection split is cut once per task into two halves by a hash of the task name and the example's index
+  (`half_of`): the same halves for every run, model and seed of a task, independent of the number of examples
+  (a prefix of the split keeps its halves);
+- the epoch is selected on half A by the task's selection metric (the runner's rule: the first best epoch wins)
+  and that epoch's predictions are kept for the examples of half B; the same the other way round;
+- the two held-out halves are put back together into one prediction per example, in split order, and every metric
+  of the split is computed once on that vector. One vector per run keeps correlation metrics (Matthews, Pearson,
+  Spearman) sound (no mean of two half-size correlations) and is what the report's bootstrap resamples.
+
+Runs with `select=final` made no choice on dev: they have one protocol, `final`, and no heldout rows.
+Derived for classification and regression tasks (the GLUE scorers); a generation task's per-epoch predictions are
+kept in the run folder, but its held-out rows need the NLG scorers on halves and are not derived.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+EPOCHS_DIR = "epochs"
+HALF_KEY = "peft-bench heldout v1"   # part of every hash: changing it changes every task's halves
+
+
+def epoch_file(folder: str | Path, split: str, epoch: int) -> Path:
+    return Path(folder) / "predictions" / EPOCHS_DIR / f"{split}.{epoch}.txt"
+
+
+def gold_file(folder: str | Path, split: str) -> Path:
+    return Path(folder) / "predictions" / EPOCHS_DIR / f"{split}.gold.jsonl"
+
+
+def keep_epoch_predictions(folder: str | Path, split: str, epoch: int, predictions: list[str], examples,
+                           task) -> None:
+    """Called by the runner after each evaluation of the selection split: this epoch's prediction lines
+    (`predictions/epochs/<split>.<epoch>.txt`) and, once, the split's gold (`<split>.gold.jsonl`: one JSON value
+    per example, the label or the list of references); an unlabelled split gets no gold file."""
+    from bench.results import write_atomic
+
+    write_atomic(epoch_file(folder, split, epoch), "".join(p + "\n" for p in predictions))
+    gold = gold_file(folder, split)
+    if task.kind == "generate":
+        values = [list(getattr(ex, "references", ()) or ()) for ex in examples]
+        labelled = bool(values) and all(values)
+    else:
+        values = [getattr(ex, "label", None) for ex in examples]
+        labelled = bool(values) and all(v is not None for v in values)
+    if labelled and not gold.is_file():
+        write_atomic(gold, "".join(json.dumps(v) + "\n" for v in values))
+
+
+def half_of(task: str, index: int) -> int:
+    """0 (half A) or 1 (half B): the lowest bit of sha256("peft-bench heldout v1|<task>|<index>")."""
+    digest = hashlib.sha256(f"{HALF_KEY}|{task}|{index}".encode()).digest()
+    return digest[0] & 1
+
+
+def halves(task: str, n: int) -> list[int]:
+    return [half_of(task, i) for i in range(n)]
+
+
+def read_epochs(folder: str | Path, split: str) -> dict[int, list[str]]:
+    """{epoch: prediction lines} of every per-epoch file of `split` in a run folder."""
+    out = {}
+    directory = Path(folder) / "predictions" / EPOCHS_DIR
+    for path in directory.glob(f"{split}.*.txt") if directory.is_dir() else []:
+        epoch = path.name[len(split) + 1:-len(".txt")]
+        if epoch.isdigit():
+            out[int(epoch)] = path.read_text(encoding="utf-8").splitlines()
+    return dict(sorted(out.items()))
+
+
+def read_gold(folder: str | Path, split: str) -> list | None:
+    path = gold_file(folder, split)
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def parse_predictions(kind: str, lines: list[str]) -> list:
+    return [float(p) if kind == "regress" else int(p) for p in lines]
+
+
+def select_epoch(epochs: dict[int, list], gold: list, members: list[int], task) -> int:
+    """The epoch whose predictions on the examples `members` score best by the task's selection metric
+    (ties: the earliest, as the runner's `improves`; an epoch whose score is undefined never beats one)."""
+    from bench.scorers import score_classification
+
+    best_epoch, best = None, None
+    for epoch, preds in epochs.items():
+        score = score_classification(task.name, [preds[i] for i in members], [gold[i] for i in members])
+        value = score[task.select_metric].value
+        higher = score[task.select_metric].higher_is_better
+        if best_epoch is None or (value is not None and (best is None or (value > best if higher else value < best))):
+            best_epoch, best = epoch, value
+    return best_epoch
+
+
+def heldout_predictions(task, epochs: dict[int, list], gold: list) -> tuple[list, dict[int, int]]:
+    """(one prediction per example, {half scored: epoch used}): half h gets the epoch selected on the other."""
+    side = halves(task.name, len(gold))
+    members = [[i for i, h in enumerate(side) if h == k] for k in (0, 1)]
+    if not members[0] or not members[1]:
+        raise ValueError(f"{task.name}: {len(gold)} examples leave a half empty; held-out selection needs both")
+    chosen = {1 - k: select_epoch(epochs, gold, members[k], task) for k in (0, 1)}   # selected on k, scores 1-k
+    return [epochs[chosen[side[i]]][i] for i in range(len(gold))], chosen
+
+
+def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(rows to add, per-example records) for one completed ok run.
+
+    Rows: for a `select=best` classification/regression run with per-epoch predictions, a copy of each
+    selection-split row with `selection=heldout` and the held-out value. Records: the per-example predictions
+    behind the run's `dev`/`final` rows and behind its heldout rows, with the gold, for the report's bootstrap.
+    """
+    from bench.scorers import score_classification
+    from bench.tasks import TASKS
+
+    if not rows or rows[0].get("status") != "ok":
+        return [], []
+    task = TASKS.get(rows[0]["task"])
+    if task is None or task.kind == "generate":
+        return [], []
+    split = task.select_split
+    gold = read_gold(folder, split)
+    kept = Path(folder) / "predictions" / f"{split}.txt"
+    if gold is None or not kept.is_file():
+        return [], []
+    own = rows[0].get("selection") or "dev"
+    final = parse_predictions(task.kind, kept.read_text(encoding="utf-8").splitlines())
+    records = [_record(rows[0], split, own, final, gold)]
+    epochs = {e: parse_predictions(task.kind, p) for e, p in read_epochs(folder, split).items()}
+    epochs = {e: p for e, p in epochs.items() if len(p) == len(gold)}
+    if own != "dev" or not epochs:
+        return [], records
+    preds, chosen = heldout_predictions(task, epochs, gold)
+    scores = score_classification(task.name, preds, gold)
+    how = (f"heldout: half A scored with epoch {chosen[0]} (selected on half B), half B with epoch {chosen[1]} "
+           f"(selected on half A)")
+    added = []
+    for row in rows:
+        if row.get("split") != split or row.get("metric") not in scores:
+            continue
+        score = scores[row["metric"]]
+        added.append({**row, "selection": "heldout", "value": "" if score.value is None else score.value,
+                      "best_epoch": "", "note": f"{score.note}; {how}" if score.note else how})
+    records.append(_record(rows[0], split, "heldout", preds, gold, epochs=[chosen[0], chosen[1]]))
+    return added, records
+
+
+def _record(row: dict, split: str, selection: str, preds: list, gold: list, epochs=None) -> dict:
+    rec = {"run_id": row["run_id"], "created_at": row.get("created_at", ""), "task": row["task"], "split": split,
+           "selection": selection, "predictions": preds, "gold": gold}
+    if epochs is not None:
+        rec["epochs"] = epochs
+    return rec
+
+
+def write_predictions(path: str | Path, records: list[dict]) -> None:
+    """`results/<preset>.predictions.jsonl`: one line per gold vector ({"gold_id", "task", "split", "gold"}),
+    written once per distinct vector, then one line per run x protocol ({"run_id", "created_at", "task",
+    "split", "selection", "gold_id", "predictions"[, "epochs"]}). Regression values are rounded to 6 digits."""
+    from bench.results import write_atomic
+
+    lines, seen = [], set()
+    for rec in records:
+        gold = rec["gold"]
+        gold_id = hashlib.sha1(json.dumps([rec["task"], rec["split"], gold]).encode()).hexdigest()[:12]
+        if gold_id not in seen:
+            seen.add(gold_id)
+            lines.append(json.dumps({"gold_id": gold_id, "task": rec["task"], "split": rec["split"], "gold": gold}))
+        out = {k: v for k, v in rec.items() if k != "gold"}
+        out["predictions"] = [round(p, 6) if isinstance(p, float) else p for p in rec["predictions"]]
+        out["gold_id"] = gold_id
+        lines.append(json.dumps(out))
+    write_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def predictions_path(csv_path: str | Path) -> Path:
+    """results/<preset>.csv -> results/<preset>.predictions.jsonl (beside it)."""
+    path = Path(csv_path)
+    return path.with_name(f"{path.stem}.predictions.jsonl")

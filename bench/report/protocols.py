@@ -1,0 +1,219 @@
+"""Both selection protocols side by side, with intervals and the not-distinguishable-from-best marks.
+
+Reads the rows of `results/PRESET.csv` (`selection` = dev | heldout | final) and the per-example predictions
+`collect` writes beside it (`results/PRESET.predictions.jsonl`, bench/heldout.py), and writes `selection.md`.
+The statistics are in `significance.py`; intervals and marks exist only for the tasks whose per-example
+predictions the file holds (classification and regression tasks).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.config import ConfigError
+from bench.report.aggregate import Grid, RowKey
+from bench.report.significance import TEST_NAME, CellData, TaskVerdict, compare
+from bench.report.units import fmt, metric_name, model_name, task_name
+from bench.tasks import TASKS
+
+PROTOCOLS = ("dev", "heldout")
+PROTOCOL_TEXT = {"dev": "dev selection (the papers': best epoch on the dev set that is scored)",
+                 "heldout": "held-out selection (epoch chosen on one half of dev, scored on the other, both ways)"}
+
+
+@dataclass
+class Predictions:
+    gold: dict[str, tuple[str, list]] = field(default_factory=dict)    # gold_id -> (task, values)
+    # (run_id, created_at, selection) -> (gold_id, predictions)
+    runs: dict[tuple[str, str, str], tuple[str, list]] = field(default_factory=dict)
+
+
+def read_predictions(path: Path) -> Predictions | None:
+    """The per-example predictions file, or None when there is none; ConfigError naming the line if malformed."""
+    if not path.is_file():
+        return None
+    out = Predictions()
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if "gold" in obj:
+                out.gold[obj["gold_id"]] = (obj["task"], obj["gold"])
+            else:
+                if obj["gold_id"] not in out.gold:
+                    raise KeyError(f"gold_id {obj['gold_id']!r} before its gold line")
+                key = (obj["run_id"], obj.get("created_at", ""), obj["selection"])
+                out.runs[key] = (obj["gold_id"], obj["predictions"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} line {line_no}: not a predictions record ({exc}); expected the lines "
+                              f"`peft-bench collect` writes") from None
+    return out
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    metric: str
+    verdicts: dict[str, TaskVerdict]     # protocol -> verdict (only protocols with predictions for every seed run)
+    note: str = ""                        # why there is no verdict
+
+
+def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> dict[str, TaskResult]:
+    """Per classification/regression task of the dev grid: a TaskVerdict per protocol that has predictions."""
+    out: dict[str, TaskResult] = {}
+    dev = grids["dev"]
+    for task in dev.tasks:
+        t = TASKS.get(task)
+        if t is None or t.kind == "generate":
+            continue
+        metric = t.columns()[0][1]
+        if preds is None:
+            out[task] = TaskResult(task, metric, {}, "no per-example predictions file")
+            continue
+        got, notes = {}, []
+        for protocol in PROTOCOLS:
+            grid = grids.get(protocol)
+            if grid is None or task not in grid.tasks:
+                continue
+            cells, gold_ids = _cells(grid, task, protocol, preds)
+            if len(gold_ids) > 1:
+                notes.append(f"{protocol}: runs were scored on different dev sets")
+                continue
+            if not cells:
+                continue
+            gold = np.asarray(preds.gold[gold_ids.pop()][1])
+            hib = next((m.higher_is_better for r in grid.runs for (s, name), m in r.metrics.items()
+                        if r.text["task"] == task and name == metric and m.higher_is_better is not None), True)
+            got[protocol] = compare(cells, gold, metric, higher_is_better=hib, center=center_of(task),
+                                    majority=t.kind == "classify")
+        out[task] = TaskResult(task, metric, got, "; ".join(notes))
+    return out
+
+
+def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[dict[RowKey, CellData], set]:
+    """The rows of `task` whose every complete run has predictions under `protocol` (final runs under dev)."""
+    cells, gold_ids = {}, set()
+    for key in grid.rows:
+        cell = grid.cells.get((key, task))
+        if cell is None or cell.n_ok == 0:
+            continue
+        vectors: list = [None] * len(grid.seeds)
+        for run in cell.runs:
+            if run.status != "ok":
+                continue
+            sel = run.text["selection"] if protocol == "dev" else protocol
+            hit = preds.runs.get((run.run_id, run.created_at, sel))
+            if hit is None:
+                break
+            gold_ids.add(hit[0])
+            vectors[grid.seeds.index(run.seed)] = np.asarray(hit[1])
+        else:
+            cells[key] = CellData(vectors)
+    return cells, gold_ids
+
+
+def marks_of(results: dict[str, TaskResult], protocol: str) -> dict[tuple[RowKey, str], str]:
+    """{(row, task): "best" | "tied"} for the tables."""
+    out = {}
+    for task, res in results.items():
+        v = res.verdicts.get(protocol)
+        if v is None or v.best is None:
+            continue
+        out[(v.best, task)] = "best"
+        out.update({(k, task): "tied" for k in v.tied})
+    return out
+
+
+def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dict[tuple, object]:
+    """{(row, task, "dev", metric): Interval} for the summary plot."""
+    return {(key, task, "dev", res.metric): iv for task, res in results.items()
+            if (v := res.verdicts.get(protocol)) is not None for key, iv in v.intervals.items()}
+
+
+def table_note(results: dict[str, TaskResult], protocol: str) -> str:
+    """The line under a marked table: what bold and \u2248 mean and which test decided them."""
+    if not any(protocol in r.verdicts for r in results.values()):
+        return ""
+    flat = [task_name(t) for t, r in results.items()
+            if (v := r.verdicts.get(protocol)) is not None and v.majority is not None and not v.beats_majority]
+    text = (f"**bold**: the best center of the column (median over seeds); \u2248: not distinguishable from it at "
+            f"95% ({TEST_NAME}). Intervals, the held-out protocol and the majority-class baseline: selection.md.")
+    if flat:
+        text += f" {', '.join(flat)}: no method differs from the majority-class baseline at 95%."
+    return text
+
+
+# ---------------------------------------------------------------- selection.md
+def selection_markdown(grids: dict[str, Grid], results: dict[str, TaskResult], pred_path: Path) -> str:
+    dev, held = grids["dev"], grids.get("heldout")
+    lines = ["# Selection protocols, 95% intervals and which differences are real", "",
+             f"- **dev**: {PROTOCOL_TEXT['dev']}; what the tables compare with the papers. Runs with "
+             f"`select=final` made no selection and have this one protocol (`final`).",
+             f"- **heldout**: {PROTOCOL_TEXT['heldout']}. The halves are fixed per task (a hash of the task and "
+             f"the example index, docs/report.md); the two held-out halves are scored together as one prediction "
+             f"vector per run.",
+             "- **dev selection adds**: dev \u2212 heldout, in points of the task's metric (centers over seeds).",
+             f"- intervals: 95% percentile bootstrap over seeds and dev examples; marks: {TEST_NAME}.",
+             f"- per-example predictions: `{pred_path}`" + ("" if pred_path.is_file() else " (absent: no "
+                                                             "intervals or marks)"), ""]
+    if held is None:
+        lines += ["**No heldout rows**: the runs of this CSV kept no per-epoch dev predictions (run folders from "
+                  "before they were kept, or removed), so the held-out protocol cannot be derived without "
+                  "rerunning the grid and `peft-bench collect`.", ""]
+    for task, res in results.items():
+        lines += [f"## {task_name(task)} ({metric_name(res.metric)}, %)", ""]
+        lines += ["| Model | Method | dev | heldout | dev selection adds |", "|---|---|--:|--:|--:|"]
+        for key in dev.rows:
+            cell = dev.cells.get((key, task))
+            if cell is None:
+                continue
+            dev_text, dev_c = _cell_text(dev, key, task, res, "dev")
+            held_text, held_c = _cell_text(held, key, task, res, "heldout") if held else ("", None)
+            gap = "" if dev_c is None or held_c is None else fmt(dev_c - held_c, "percent", signed=True)
+            if held is not None and held_c is None and (key, task) not in held.cells and dev_c is not None:
+                finals = {r.text["selection"] for r in cell.runs if r.status == "ok"}
+                held_text = "one protocol (final)" if finals == {"final"} else held_text
+            lines.append(f"| {model_name(key.model)} | {key.display.replace('|', '/')} | {dev_text} | {held_text} "
+                         f"| {gap} |")
+        lines.append("")
+        lines += _verdict_lines(res)
+    return "\n".join(lines) + "\n"
+
+
+def _cell_text(grid: Grid, key: RowKey, task: str, res: TaskResult, protocol: str) -> tuple[str, float | None]:
+    cell = grid.cells.get((key, task))
+    stat = cell.stats.get(("dev", res.metric)) if cell is not None else None
+    if stat is None or stat.center is None:
+        return "", None
+    text = fmt(stat.center, "percent")
+    v = res.verdicts.get(protocol)
+    if v is not None and key in v.intervals:
+        iv = v.intervals[key]
+        text = f"**{text}**" if v.best == key else (f"{text} \u2248" if key in v.tied else text)
+        text += f" [{fmt(iv.low, 'percent')}, {fmt(iv.high, 'percent')}]"
+    return text, stat.center
+
+
+def _verdict_lines(res: TaskResult) -> list[str]:
+    if not res.verdicts:
+        return [f"No intervals or marks: {res.note or 'no per-example predictions for this task'}.", ""]
+    lines = []
+    for protocol, v in res.verdicts.items():
+        tied = len(v.tied)
+        line = (f"- {protocol}: {v.examples} dev examples, {v.replicates} replicates; "
+                f"{tied} method{'s' if tied != 1 else ''} not distinguishable from the best.")
+        if v.majority is not None:
+            if v.beats_majority:
+                line += (f" Majority-class baseline {fmt(v.majority, 'percent')}: {len(v.beats_majority)} of "
+                         f"{len(v.intervals)} methods better at 95%.")
+            else:
+                line += (f" **No method differs from the majority-class baseline** ({fmt(v.majority, 'percent')}) "
+                         f"at 95%.")
+        lines.append(line)
+    if res.note:
+        lines.append(f"- {res.note}")
+    return lines + [""]
