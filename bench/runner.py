@@ -182,7 +182,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     from bench.evaluate import score_value
     from bench.models import apply_method, load_model
-    from bench.precision import precision_name
+    from bench.precision import precision_name, tf32_in_effect
     from bench.tasks import get_task
     from bench.train import enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout
     from methods import count_params, method_state_dict
@@ -208,7 +208,9 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         enable_grad_checkpointing(model)
     accelerator = make_accelerator(cfg)
     fast = cfg.cpu_fast_path and accelerator.device.type == "cpu" and not cfg.grad_checkpointing  # bench.fastpath
-    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(accelerator.mixed_precision),
+    trained_in = str(accelerator.mixed_precision)
+    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(trained_in),
+                            "tf32": "on" if tf32_in_effect(cfg.tf32, trained_in, accelerator.device) else "off",
                             "fast_path": "cpu" if fast else "none"}
     max_length = fitted_max_length(model, cfg.max_length)
     loader = train_loader(spec, task, tokenizer, data["train"], max_length)

@@ -17,7 +17,7 @@ from bench.config import ConfigError, override, parse_assignment
 SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders are not mistaken for new runs
 # Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
 # did before they existed), so existing run folders keep their ids.
-_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True}
+_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True, "tf32": False}
 # Method fields added after version 1, with the value that computes what runs did before they existed: left out of
 # the run_id at that value, so existing run folders keep their ids.
 _LATER_METHOD_FIELDS = {"prefix": {"shift_positions": False}}
@@ -52,7 +52,10 @@ class TrainConfig:
     #                                        tokens, or each sentence's summed token losses averaged over the batch
     #                                        (the Prefix-Tuning script's default objective for prefix tuning)
     select: Literal["best", "final"] = "best"  # keep the best dev epoch, or the final state (Prefix-Tuning script)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU/CPU has bf16 matmul
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA sm_80+ and on CPUs with
+    #                                        bf16 matmul units, fp16 (loss-scaled) on older CUDA cards, else fp32
+    tf32: bool = False                     # fp32 runs on CUDA sm_80+: matmuls in TF32 (10-bit mantissa); off:
+    #                                        full fp32, as on the papers' V100s (which have no TF32)
     cpu_fast_path: bool = True             # on a CPU: cheaper dropout masks and attention under dropout while
     #                                        training (bench.fastpath); False: torch's own kernels. No effect on GPUs
 
