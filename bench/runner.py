@@ -140,14 +140,22 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
     done = read_rows(folder)
     if done is not None and not force and rows_status(done) == "ok":
         return done
+    shared = folder if world_size() > 1 else None     # DDP: where any process records the job's first failure
     if process_index() != 0:      # under `accelerate launch` only the first process writes the run folder
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="peft-bench-rank-") as scratch:
             return _run_into(spec, Path(scratch), results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
-                             progress=False)
+                             progress=False, shared=shared)
     return _run_into(spec, folder, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
-                     progress=progress)
+                     progress=progress, shared=shared)
+
+
+def world_size() -> int:
+    """How many processes train this run (`accelerate launch` / torchrun set WORLD_SIZE; 1 otherwise)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def process_index() -> int:
@@ -157,22 +165,56 @@ def process_index() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, progress: bool) -> list[dict]:
+def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, progress: bool,
+              shared: Path | None = None) -> list[dict]:
+    """Run into `folder`. Under DDP (`shared`: the run folder) a process whose run fails records that failure in
+    the run folder unless another process has already recorded one (the first failure is the reason: the others'
+    are the broken connection it leaves), and returns; the CLI then exits non-zero, and the launcher ends the
+    other processes instead of leaving them blocked in a collective until its timeout."""
+    if shared is None or folder == shared:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
+        for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
+            stale.unlink(missing_ok=True)
+        write_atomic(folder / "spec.json", spec_json(spec))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
-    for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
-        stale.unlink(missing_ok=True)
-    write_atomic(folder / "spec.json", spec_json(spec))
     context: dict = {}
     try:
         rows = _execute(spec, folder, context, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
                         progress=progress)
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run, the grid goes on
-        write_atomic(folder / "error.txt", traceback.format_exc())
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:2000]
+        if shared is not None:
+            message = f"process {process_index()} of {world_size()}: {message}"
         rows = failed_rows(spec, message, counts=context.get("counts"), env=context.get("env"))
+        if shared is not None:
+            _record_first_failure(shared, rows, traceback.format_exc())
+            return rows
+        write_atomic(folder / "error.txt", traceback.format_exc())
     write_atomic(folder / ROWS_FILE, json.dumps(rows, indent=1) + "\n")
     return rows
+
+
+def _record_first_failure(folder: Path, rows: list[dict], trace: str) -> bool:
+    """Write `rows` as the run's rows.json only if no process has written one (an exclusive link of a complete
+    temporary file); True when this call recorded the failure."""
+    import os
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{ROWS_FILE}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(rows, indent=1) + "\n")
+        try:
+            os.link(tmp, folder / ROWS_FILE)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(tmp)
+    write_atomic(folder / "error.txt", trace)
+    return True
 
 
 def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_dir, model_dir,
@@ -214,6 +256,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
                             "fast_path": "cpu" if fast else "none"}
     max_length = fitted_max_length(model, cfg.max_length)
     loader = train_loader(spec, task, tokenizer, data["train"], max_length)
+    if accelerator.num_processes > 1:   # DDP: the model is built alike everywhere; each process its own dropout
+        set_seed(spec.seed, device_specific=True)       # stream (seed + process index)
     _reset_peak_memory()
 
     select_split, select_metric = task.select_split, task.select_metric

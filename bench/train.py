@@ -38,21 +38,27 @@ def make_accelerator(cfg: TrainConfig):
     import os
 
     from accelerate import Accelerator, PartialState
-    from accelerate.utils import DataLoaderConfiguration
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
     from bench.precision import allow_precision, resolve_precision, set_tf32
 
-    device = PartialState().device
+    # DDP on a machine without CUDA: accelerate trains several processes over gloo only when told to use the CPU
+    # (without it each process of `accelerate launch` trains alone, on the whole data)
+    cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    device = PartialState(cpu=cpu).device
     precision = resolve_precision(cfg.mixed_precision, device)
     allow_precision(precision)
     if device.type == "cuda":
         set_tf32(cfg.tf32)
     extra = {}
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # a loader that is not sharded by bench.data (`shard_loader`) is split by accelerate: each process trains
+        # a loader that is not sharded by bench.data (`prepare`) is split by accelerate: each process trains
         # on its slice of every batch of cfg.batch_size examples, the global batch of one process
         extra["dataloader_config"] = DataLoaderConfiguration(split_batches=True)
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, **extra)
+        # a step may leave trainable parameters out (random AdapterDrop skips the adapters of the lowest layers):
+        # DDP looks for them after each forward pass instead of waiting for their gradients
+        extra["kwargs_handlers"] = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, cpu=cpu, **extra)
     if precision == "fp16" and accelerator.scaler is None and accelerator.device.type == "cpu":
         accelerator.scaler = torch.amp.GradScaler("cpu")
         accelerator.native_amp = True    # autocast the model's forward in prepare(), unscale before clipping
@@ -230,7 +236,7 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
             setattr(result.train, name, getattr(result.train, name) + getattr(stats, name))
         result.train.loss_scale = stats.loss_scale
         entry = {"epoch": epoch, "train_loss": stats.loss, "lr": scheduler.get_last_lr()[0],
-                 "train_seconds": stats.seconds, "steps": stats.steps}
+                 "train_seconds": stats.seconds, "steps": stats.steps, "train_examples": stats.examples}
         if stats.loss_scale is not None:      # fp16: the scale after the epoch and the steps it skipped
             entry.update(loss_scale=stats.loss_scale, skipped_steps=stats.skipped_steps)
         if cfg.eval_every_epoch or epoch == cfg.epochs:

@@ -31,11 +31,11 @@ def run(args) -> int:
                    progress=sys.stderr.isatty(), force=args.force)
     from bench.runner import process_index
 
-    if process_index() != 0:          # `accelerate launch`: the first process reports
-        return 0 if rows[0].get("status") == "ok" else 1
-    if rows[0].get("status") != "ok":
+    if rows[0].get("status") != "ok":     # any process: the launcher then ends the others
         print(f"FAILED: {rows[0].get('error')}", file=sys.stderr)
         return 1
+    if process_index() != 0:              # `accelerate launch`: the first process reports
+        return 0
     first = rows[0]
     print(f"params trained {first['params_trained']:,} stored {first['params_stored']:,} "
           f"head {first['params_head']:,} total {first['params_total']:,} ({first['params_percent']:.4f}%)")
