@@ -190,3 +190,21 @@ def test_a_tiny_fp16_run_completes_and_its_rows_and_log_say_so(tmp_path):
     log = [json.loads(line) for line in next(tmp_path.glob("runs/t/*/log.jsonl")).read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2]
     assert all(e["loss_scale"] == 65536.0 and e["skipped_steps"] == 0 for e in log)
+
+
+def test_auto_is_resolved_on_the_device_accelerate_chose(monkeypatch):
+    """make_accelerator asks `resolve_precision` about the process's own device (PartialState's), not about
+    whichever device torch would name first."""
+    import bench.precision
+
+    seen = []
+
+    def record(setting, device=None):
+        seen.append((setting, device))
+        return "no"
+
+    monkeypatch.setattr(bench.precision, "resolve_precision", record)
+    from accelerate import PartialState
+
+    make_accelerator(TrainConfig())
+    assert seen == [("auto", PartialState().device)]
