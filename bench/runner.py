@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.results import (ROWS_FILE, failed_rows, metric_rows, read_rows, rows_status, run_dir, write_atomic,
                            write_jsonl)
+from bench.distributed import evaluate_shared, process_index, record_first_failure, world_size
 from bench.spec import RunSpec, spec_json
 
 STATE_FILE = "state.pt"
@@ -151,20 +152,6 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
                      progress=progress, shared=shared)
 
 
-def world_size() -> int:
-    """How many processes train this run (`accelerate launch` / torchrun set WORLD_SIZE; 1 otherwise)."""
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def process_index() -> int:
-    """This process's rank under `accelerate launch` / torchrun (0 otherwise)."""
-    import os
-
-    return int(os.environ.get("RANK", "0"))
-
-
 def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, progress: bool,
               shared: Path | None = None) -> list[dict]:
     """Run into `folder`. Under DDP (`shared`: the run folder) a process whose run fails records that failure in
@@ -188,33 +175,11 @@ def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, 
             message = f"process {process_index()} of {world_size()}: {message}"
         rows = failed_rows(spec, message, counts=context.get("counts"), env=context.get("env"))
         if shared is not None:
-            _record_first_failure(shared, rows, traceback.format_exc())
+            record_first_failure(shared, rows, traceback.format_exc())
             return rows
         write_atomic(folder / "error.txt", traceback.format_exc())
     write_atomic(folder / ROWS_FILE, json.dumps(rows, indent=1) + "\n")
     return rows
-
-
-def _record_first_failure(folder: Path, rows: list[dict], trace: str) -> bool:
-    """Write `rows` as the run's rows.json only if no process has written one (an exclusive link of a complete
-    temporary file); True when this call recorded the failure."""
-    import os
-    import tempfile
-
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{ROWS_FILE}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(rows, indent=1) + "\n")
-        try:
-            os.link(tmp, folder / ROWS_FILE)
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(tmp)
-    write_atomic(folder / "error.txt", trace)
-    return True
 
 
 def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_dir, model_dir,
@@ -331,35 +296,6 @@ def keeps_state(spec: RunSpec, counts) -> bool:
     always when it is smaller than the base model (every parameter-efficient method), full fine-tuning only
     when the spec asks (`save_state`, e.g. a run that others start from)."""
     return spec.save_state or counts.percent < 100.0
-
-
-def evaluate_shared(accelerator, model, tokenizer, task, split: str, examples, *, max_length: int,
-                    batch_size: int, decoding, progress: bool):
-    """Every example evaluated exactly once: under `accelerate launch` process r predicts examples r::world,
-    the predictions are gathered back into split order and scored once. `.examples` counts the examples
-    predicted over all processes."""
-    from bench.evaluate import SplitResult, evaluate_split, has_gold, score_predictions
-
-    model = accelerator.unwrap_model(model)
-    world = accelerator.num_processes
-    kw = dict(max_length=max_length, batch_size=batch_size, decoding=decoding)
-    if world == 1:
-        result = evaluate_split(model, tokenizer, task, split, examples, progress=progress, **kw)
-        result.examples = len(result.predictions)
-        return result
-    from accelerate.utils import gather_object
-
-    mine = examples[accelerator.process_index::world]
-    part = evaluate_split(model, tokenizer, task, split, mine, score=False, **kw).predictions if mine else []
-    shares = gather_object([part])
-    predictions: list = [None] * len(examples)
-    for rank, share in enumerate(shares):
-        predictions[rank::world] = share
-    result = SplitResult(split=split, predictions=predictions)
-    result.examples = sum(len(share) for share in shares)
-    if has_gold(task, examples):
-        result.scores = score_predictions(task, split, predictions, examples)
-    return result
 
 
 def _save_state(path: Path, state: dict) -> None:

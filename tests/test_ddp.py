@@ -171,12 +171,12 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused():
 
 
 def test_the_first_recorded_failure_of_a_ddp_job_is_kept(tmp_path):
-    from bench.runner import _record_first_failure
+    from bench.distributed import record_first_failure
 
     first = [{"status": "failed", "error": "process 1 of 2: RuntimeError: the cause"}]
     later = [{"status": "failed", "error": "process 0 of 2: RuntimeError: Connection closed by peer"}]
-    assert _record_first_failure(tmp_path, first, "trace 1")
-    assert not _record_first_failure(tmp_path, later, "trace 0")
+    assert record_first_failure(tmp_path, first, "trace 1")
+    assert not record_first_failure(tmp_path, later, "trace 0")
     assert json.loads((tmp_path / "rows.json").read_text()) == first
     assert (tmp_path / "error.txt").read_text() == "trace 1"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temporary file left

@@ -29,7 +29,7 @@ def run(args) -> int:
     print(f"run {spec.run_id}: {spec.model} {spec.task} {spec.method} {spec.method_config}", flush=True)
     rows = run_one(spec, results_dir=args.results_dir, data_dir=args.data_dir, model_dir=args.model_dir,
                    progress=sys.stderr.isatty(), force=args.force)
-    from bench.runner import process_index
+    from bench.distributed import process_index
 
     if rows[0].get("status") != "ok":     # any process: the launcher then ends the others
         print(f"FAILED: {rows[0].get('error')}", file=sys.stderr)
