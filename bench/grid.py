@@ -7,6 +7,7 @@ device), a dependency missing from the grid, and (with a data dir) every data fi
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from collections.abc import Callable, Iterable
 
@@ -138,7 +139,11 @@ def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
     from bench.tasks import get_task
 
     checked: set = set()
+    world = int(os.environ.get("WORLD_SIZE", "1"))      # under `accelerate launch` / torchrun
     for spec in specs:
+        if spec.train.batch_size % world:
+            raise ConfigError(f"train.batch_size = {spec.train.batch_size} does not split over {world} processes "
+                              f"(each trains on batch_size / processes examples of a batch): use a multiple of {world}")
         task = get_task(spec.task)
         info = model_info(spec.model)
         if task.kind == "generate" and not info.decoder:

@@ -209,12 +209,16 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
 
     Tiny models get a random init from torch's global RNG (the caller seeds) and a local tokenizer. A decoder
     (GPT-2) gets pad = EOS (tokenizer and config) so that batched classification and generation work.
+    Weights load in fp32 whatever the checkpoint stores (transformers would keep an fp16 checkpoint in fp16):
+    the trainable parameters are the fp32 master weights, and mixed precision comes from autocast.
     """
+    import torch
+
     info = model_info(name)
     auto = _auto_class(info, kind)
     tokenizer = load_tokenizer(name, model_dir)
     if info.tiny:
-        model = auto.from_config(model_config(name, num_labels=num_labels, kind=kind))
+        model = auto.from_config(model_config(name, num_labels=num_labels, kind=kind), dtype=torch.float32)
     else:
         from transformers import AutoConfig
 
@@ -222,7 +226,7 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
         config = AutoConfig.from_pretrained(source)
         _check_architecture(info, config)
         _set_labels(config, kind, num_labels)
-        model = auto.from_pretrained(source, config=config)
+        model = auto.from_pretrained(source, config=config, dtype=torch.float32)
     if info.decoder:
         model.config.pad_token_id = pad_id(tokenizer)
     return model, tokenizer

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.results import (ROWS_FILE, failed_rows, metric_rows, read_rows, rows_status, run_dir, write_atomic,
                            write_jsonl)
+from bench.distributed import evaluate_shared, process_index, record_first_failure, world_size
 from bench.spec import RunSpec, spec_json
 
 STATE_FILE = "state.pt"
@@ -140,37 +141,43 @@ def run_one(spec: RunSpec, *, results_dir="results", data_dir=None, model_dir=No
     done = read_rows(folder)
     if done is not None and not force and rows_status(done) == "ok":
         return done
+    shared = folder if world_size() > 1 else None     # DDP: where any process records the job's first failure
     if process_index() != 0:      # under `accelerate launch` only the first process writes the run folder
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="peft-bench-rank-") as scratch:
             return _run_into(spec, Path(scratch), results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
-                             progress=False)
+                             progress=False, shared=shared)
     return _run_into(spec, folder, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
-                     progress=progress)
+                     progress=progress, shared=shared)
 
 
-def process_index() -> int:
-    """This process's rank under `accelerate launch` / torchrun (0 otherwise)."""
-    import os
-
-    return int(os.environ.get("RANK", "0"))
-
-
-def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, progress: bool) -> list[dict]:
+def _run_into(spec: RunSpec, folder: Path, *, results_dir, data_dir, model_dir, progress: bool,
+              shared: Path | None = None) -> list[dict]:
+    """Run into `folder`. Under DDP (`shared`: the run folder) a process whose run fails records that failure in
+    the run folder unless another process has already recorded one (the first failure is the reason: the others'
+    are the broken connection it leaves), and returns; the CLI then exits non-zero, and the launcher ends the
+    other processes instead of leaving them blocked in a collective until its timeout."""
+    if shared is None or folder == shared:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
+        for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
+            stale.unlink(missing_ok=True)
+        write_atomic(folder / "spec.json", spec_json(spec))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / ROWS_FILE).unlink(missing_ok=True)   # a rerun of a failed run is not complete until it ends
-    for stale in folder.rglob(".*.tmp"):            # temp files of a run killed while writing
-        stale.unlink(missing_ok=True)
-    write_atomic(folder / "spec.json", spec_json(spec))
     context: dict = {}
     try:
         rows = _execute(spec, folder, context, results_dir=results_dir, data_dir=data_dir, model_dir=model_dir,
                         progress=progress)
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run, the grid goes on
-        write_atomic(folder / "error.txt", traceback.format_exc())
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:2000]
+        if shared is not None:
+            message = f"process {process_index()} of {world_size()}: {message}"
         rows = failed_rows(spec, message, counts=context.get("counts"), env=context.get("env"))
+        if shared is not None:
+            record_first_failure(shared, rows, traceback.format_exc())
+            return rows
+        write_atomic(folder / "error.txt", traceback.format_exc())
     write_atomic(folder / ROWS_FILE, json.dumps(rows, indent=1) + "\n")
     return rows
 
@@ -183,7 +190,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     from bench.evaluate import score_value
     from bench.heldout import keep_epoch_predictions
     from bench.models import apply_method, load_model
-    from bench.precision import precision_name
+    from bench.precision import precision_name, tf32_in_effect
     from bench.tasks import get_task
     from bench.train import enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout
     from methods import count_params, method_state_dict
@@ -209,10 +216,14 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         enable_grad_checkpointing(model)
     accelerator = make_accelerator(cfg)
     fast = cfg.cpu_fast_path and accelerator.device.type == "cpu" and not cfg.grad_checkpointing  # bench.fastpath
-    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(accelerator.mixed_precision),
+    trained_in = str(accelerator.mixed_precision)
+    context["env"] = env = {**environment(accelerator.device), "precision": precision_name(trained_in),
+                            "tf32": "on" if tf32_in_effect(cfg.tf32, trained_in, accelerator.device) else "off",
                             "fast_path": "cpu" if fast else "none"}
     max_length = fitted_max_length(model, cfg.max_length)
     loader = train_loader(spec, task, tokenizer, data["train"], max_length)
+    if accelerator.num_processes > 1:   # DDP: the model is built alike everywhere; each process its own dropout
+        set_seed(spec.seed, device_specific=True)       # stream (seed + process index)
     _reset_peak_memory()
 
     select_split, select_metric = task.select_split, task.select_metric
@@ -287,35 +298,6 @@ def keeps_state(spec: RunSpec, counts) -> bool:
     always when it is smaller than the base model (every parameter-efficient method), full fine-tuning only
     when the spec asks (`save_state`, e.g. a run that others start from)."""
     return spec.save_state or counts.percent < 100.0
-
-
-def evaluate_shared(accelerator, model, tokenizer, task, split: str, examples, *, max_length: int,
-                    batch_size: int, decoding, progress: bool):
-    """Every example evaluated exactly once: under `accelerate launch` process r predicts examples r::world,
-    the predictions are gathered back into split order and scored once. `.examples` counts the examples
-    predicted over all processes."""
-    from bench.evaluate import SplitResult, evaluate_split, has_gold, score_predictions
-
-    model = accelerator.unwrap_model(model)
-    world = accelerator.num_processes
-    kw = dict(max_length=max_length, batch_size=batch_size, decoding=decoding)
-    if world == 1:
-        result = evaluate_split(model, tokenizer, task, split, examples, progress=progress, **kw)
-        result.examples = len(result.predictions)
-        return result
-    from accelerate.utils import gather_object
-
-    mine = examples[accelerator.process_index::world]
-    part = evaluate_split(model, tokenizer, task, split, mine, score=False, **kw).predictions if mine else []
-    shares = gather_object([part])
-    predictions: list = [None] * len(examples)
-    for rank, share in enumerate(shares):
-        predictions[rank::world] = share
-    result = SplitResult(split=split, predictions=predictions)
-    result.examples = sum(len(share) for share in shares)
-    if has_gold(task, examples):
-        result.scores = score_predictions(task, split, predictions, examples)
-    return result
 
 
 def _save_state(path: Path, state: dict) -> None:

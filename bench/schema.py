@@ -27,6 +27,7 @@ COLUMNS = [
     "train_seconds", "train_examples_per_s", "train_tokens_per_s", "eval_seconds", "peak_mem_mb",
     "device",
     "precision",         # fp32 | bf16 | fp16: what the run trained in (train.mixed_precision resolved on its machine)
+    "tf32",              # on | off: fp32 matmuls in TF32 (train.tf32 on an fp32 run on CUDA sm_80+)
     "fast_path",         # cpu: trained with bench.fastpath's dropout and attention (CPU only) | none: torch's kernels
     "torch_version", "transformers_version", "git_commit", "created_at",
 ]
@@ -37,8 +38,9 @@ COLUMNS = [
 # precision reads empty: such a file does not say what its runs trained in.
 # fast_path reads empty: such a file does not record it (runs before the column existed trained with torch's kernels).
 # selection reads from select (best -> dev, final -> final): every row of such a file is the runner's own.
+# tf32 reads empty: such a file does not record it.
 LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": "", "fast_path": "",
-                 "selection": ""}
+                 "selection": "", "tf32": ""}
 
 
 def selection_of(select: str) -> str:

@@ -17,7 +17,7 @@ from bench.config import ConfigError, override, parse_assignment
 SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders are not mistaken for new runs
 # Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
 # did before they existed), so existing run folders keep their ids.
-_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True}
+_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True, "tf32": False}
 # Method fields added after version 1, with the value that computes what runs did before they existed: left out of
 # the run_id at that value, so existing run folders keep their ids.
 _LATER_METHOD_FIELDS = {"prefix": {"shift_positions": False}}
@@ -52,9 +52,55 @@ class TrainConfig:
     #                                        tokens, or each sentence's summed token losses averaged over the batch
     #                                        (the Prefix-Tuning script's default objective for prefix tuning)
     select: Literal["best", "final"] = "best"  # keep the best dev epoch, or the final state (Prefix-Tuning script)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU/CPU has bf16 matmul
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA sm_80+ and on CPUs with
+    #                                        bf16 matmul units, fp16 (loss-scaled) on older CUDA cards, else fp32
+    tf32: bool = False                     # fp32 runs on CUDA sm_80+: matmuls in TF32 (10-bit mantissa); off:
+    #                                        full fp32, as on the papers' V100s (which have no TF32)
     cpu_fast_path: bool = True             # on a CPU: cheaper dropout masks and attention under dropout while
     #                                        training (bench.fastpath); False: torch's own kernels. No effect on GPUs
+
+    def __post_init__(self) -> None:
+        check_train(self)
+
+
+# (field, test, what a value must be): settings outside these ranges cannot train, and are refused when the
+# TrainConfig is made (a preset, `--set`), before any run folder exists.
+_RANGES = (
+    ("lr", lambda v: 0 < v < float("inf"), "a learning rate > 0"),
+    ("epochs", lambda v: v >= 1, "at least 1 epoch"),
+    ("batch_size", lambda v: v >= 1, "at least 1 example per micro-batch"),
+    ("grad_accum", lambda v: v >= 1, "at least 1 micro-batch per optimizer step"),
+    ("warmup_ratio", lambda v: 0 <= v <= 1, "a fraction of the steps in [0, 1]"),
+    ("warmup_steps", lambda v: v >= 0, "a number of steps >= 0"),
+    ("weight_decay", lambda v: 0 <= v < float("inf"), "a decay >= 0"),
+    ("adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("adam_beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("adam_eps", lambda v: 0 < v < float("inf"), "> 0"),
+    ("max_grad_norm", lambda v: 0 <= v < float("inf"), "a norm >= 0 (0 turns clipping off)"),
+    ("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("max_length", lambda v: v >= 2, "at least 2 tokens"),
+    ("max_train_examples", lambda v: v >= 0, "a count >= 0 (0: all)"),
+    ("subsample_seed", lambda v: v >= 0, "a seed >= 0"),
+    ("max_eval_examples", lambda v: v >= 0, "a count >= 0 (0: all)"),
+    ("eval_batch_size", lambda v: v >= 1, "at least 1 example per batch"),
+    ("dropout", lambda v: v is None or 0 <= v < 1, "a probability in [0, 1) or none"),
+)
+
+
+def check_train(cfg: TrainConfig) -> None:
+    """ConfigError naming the first TrainConfig field that cannot train and what it must be."""
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(cfg):
+        options = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
+        value = getattr(cfg, f.name)
+        if options and value not in options:
+            raise ConfigError(f"train.{f.name} = {value!r}: expected one of {', '.join(map(str, options))}")
+    for name, ok, what in _RANGES:
+        value = getattr(cfg, name)
+        if not ok(value):   # NaN fails every comparison
+            raise ConfigError(f"train.{name} = {value!r}: expected {what}")
 
 
 @dataclass(frozen=True)

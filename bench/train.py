@@ -2,9 +2,12 @@
 method has already frozen the model, and the loop optimises whatever still requires a gradient.
 
 Public pieces (also used by the perf benchmark):
-- `make_accelerator(cfg)`: cfg.mixed_precision ("auto": bf16 on a GPU or CPU with bf16 matmul units, else fp32;
-  `bench.precision`), grad accumulation. `fit` and `train_steps` keep the frozen base's matmul weights in bf16.
-- `make_optimizer(model, cfg)`: AdamW over trainable parameters only (fused on CUDA), no decay on biases/norms.
+- `make_accelerator(cfg)`: cfg.mixed_precision resolved on the process's device (`bench.precision`: bf16 on
+  CUDA sm_80+ and CPUs with bf16 matmul units, fp16 with loss scaling on older CUDA cards, else fp32), grad
+  accumulation. `fit` and `train_steps` keep the frozen base's matmul weights in bf16 / fp16.
+- `prepare(accelerator, model, optimizer, loader)`: accelerate's, with DDP batches sharded by bench.data.
+- `make_optimizer(model, cfg)`: AdamW over trainable fp32 parameters only (fused), no decay on biases/norms.
+- one pass of the loop: `bench.loop`.
 - `make_scheduler(optimizer, cfg, total_steps)`: linear warmup, then linear decay to 0 or constant.
 - `train_steps(model, loader, kind=..., cfg=..., max_steps=N)`: exactly N optimizer steps, for benchmarks.
 - `fit(model, loader, kind=..., cfg=..., evaluate=...)`: epochs, dev evaluation after each, the best (or, with
@@ -12,57 +15,83 @@ Public pieces (also used by the perf benchmark):
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.fastpath import cpu_fast_training
+from bench.loop import SYNC_EVERY, StepStats, _train_pass, model_inputs, trainable_named  # noqa: F401
+from bench.loss import LOSSES, compute_loss  # noqa: F401 (re-exported: the perf tools and tests import them here)
 from bench.precision import keep_frozen_in
 from bench.spec import TrainConfig
-from methods.base import IGNORE_INDEX
-
-MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # what a batch passes to the model
-
 
 # -- setup ------------------------------------------------------------------------------------------------------
 def make_accelerator(cfg: TrainConfig):
+    """The run's Accelerator. `mixed_precision="auto"` is resolved on the process's own device (accelerate's
+    choice: under `accelerate launch` each process's GPU). fp16 trains under autocast with dynamic loss scaling
+    (accelerate's GradScaler; on a CPU, where accelerate makes none, torch's CPU GradScaler is given to it, so the
+    CPU runs the same scaled path as a GPU). On CUDA, TF32 for fp32 matmuls follows `train.tf32`."""
     import os
 
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
-    from bench.precision import allow_precision, resolve_precision
+    from bench.precision import allow_precision, resolve_precision, set_tf32
 
-    precision = resolve_precision(cfg.mixed_precision)
+    # DDP on a machine without CUDA: accelerate trains several processes over gloo only when told to use the CPU
+    # (without it each process of `accelerate launch` trains alone, on the whole data)
+    cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    device = PartialState(cpu=cpu).device
+    precision = resolve_precision(cfg.mixed_precision, device)
     allow_precision(precision)
+    if device.type == "cuda":
+        set_tf32(cfg.tf32)
     extra = {}
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # under `accelerate launch` each process trains on its slice of every batch of cfg.batch_size
-        # examples, so the global batch and its examples are those of one process
+        # a loader that is not sharded by bench.data (`prepare`) is split by accelerate: each process trains
+        # on its slice of every batch of cfg.batch_size examples, the global batch of one process
         extra["dataloader_config"] = DataLoaderConfiguration(split_batches=True)
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, **extra)
+        # a step may leave trainable parameters out (random AdapterDrop skips the adapters of the lowest layers):
+        # DDP looks for them after each forward pass instead of waiting for their gradients
+        extra["kwargs_handlers"] = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, cpu=cpu, **extra)
+    if precision == "fp16" and accelerator.scaler is None and accelerator.device.type == "cpu":
+        accelerator.scaler = torch.amp.GradScaler("cpu")
+        accelerator.native_amp = True    # autocast the model's forward in prepare(), unscale before clipping
+    return accelerator
 
 
-def trainable_named(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    seen, out = set(), []
-    for name, p in model.named_parameters():
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            out.append((name, p))
-    return out
+def prepare(accelerator, model: nn.Module, optimizer, loader):
+    """`accelerator.prepare`, except that under DDP a loader of `bench.data` batches is sharded by its own sampler
+    (`LengthGroupedBatchSampler.shard`: every process the same number of batches, the short one last and split,
+    `len(loader)` what each process iterates) and only placed on the device by accelerate. accelerate's own
+    split (`split_batches`) drops a short batch that is not the last while `len()` counts it."""
+    sampler = getattr(loader, "batch_sampler", None)
+    if accelerator.num_processes == 1 or not hasattr(sampler, "shard"):
+        return accelerator.prepare(model, optimizer, loader)
+    from accelerate.data_loader import prepare_data_loader
+
+    sampler.shard(accelerator.process_index, accelerator.num_processes)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0,
+                                                 put_on_device=True)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, which must be fp32: they are the master weights that fp16 / bf16
+    autocast computes from, and the optimizer state takes their dtype."""
     named = trainable_named(model)
     if not named:
         raise ValueError("the model has no trainable parameters (did the method freeze everything?)")
+    half = [f"{n} ({str(p.dtype).removeprefix('torch.')})" for n, p in named if p.dtype != torch.float32]
+    if half:
+        raise ValueError(f"{len(half)} trainable parameters are not fp32: {', '.join(half[:3])}"
+                         f"{', ...' if len(half) > 3 else ''}; trainable parameters and the optimizer state must be "
+                         f"fp32 (load the model with dtype=torch.float32; mixed precision comes from autocast)")
     norm_params = {id(p) for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.Embedding))
                    for p in m.parameters(recurse=False)}
     decay = [p for n, p in named if p.ndim >= 2 and id(p) not in norm_params]
@@ -122,123 +151,6 @@ def enable_grad_checkpointing(model: nn.Module) -> None:
     raise ValueError("grad_checkpointing: no Hugging Face model inside this model")
 
 
-# -- one step ---------------------------------------------------------------------------------------------------
-def model_inputs(batch: dict) -> dict:
-    return {k: batch[k] for k in MODEL_KEYS if k in batch}
-
-
-LOSSES = ("token_mean", "sentence_sum")
-
-
-def compute_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float,
-                 reduction: str = "token_mean") -> torch.Tensor:
-    """classify: cross-entropy; regress: MSE; generate: next-token cross-entropy on labels != -100, reduced as
-    `reduction` says: "token_mean" (the mean over the batch's target tokens) or "sentence_sum" (each sequence's
-    summed token losses, averaged over the sequences of the batch: the Prefix-Tuning script's objective_mode 1)."""
-    logits = logits.float()
-    if reduction not in LOSSES:
-        raise ValueError(f"train.loss {reduction!r}: expected one of {', '.join(LOSSES)}")
-    if kind != "generate" and reduction != "token_mean":
-        raise ValueError(f"train.loss {reduction!r} is a generation loss; a {kind} task uses token_mean")
-    if kind == "regress":
-        return F.mse_loss(logits.view(-1), labels.float().view(-1))
-    if kind == "classify":
-        return F.cross_entropy(logits, labels.view(-1), label_smoothing=label_smoothing)
-    if kind == "generate":
-        if logits.shape[1] != labels.shape[1]:
-            raise ValueError(f"generation logits cover {logits.shape[1]} positions, labels {labels.shape[1]}")
-        shift_labels = labels[:, 1:]
-        n_target = (shift_labels != IGNORE_INDEX).sum()
-        if int(n_target) == 0:
-            raise ValueError("a training batch has no target tokens (every label is -100): max_length cuts off "
-                             "the whole target; raise train.max_length")
-        per_token = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), shift_labels.reshape(-1),
-                                    ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing, reduction="none")
-        if reduction == "sentence_sum":
-            return per_token.view(shift_labels.shape).sum(dim=1).mean()
-        return per_token.sum() / n_target
-    raise ValueError(f"unknown task kind {kind!r}; expected classify, regress or generate")
-
-
-@dataclass
-class StepStats:
-    """What a stretch of training did (one epoch, or `train_steps`)."""
-
-    steps: int = 0               # optimizer steps
-    micro_batches: int = 0       # forward/backward passes
-    examples: int = 0            # training examples seen
-    tokens: int = 0              # non-padding tokens seen
-    seconds: float = 0.0         # wall-clock seconds in the loop
-    loss_sum: float = 0.0        # summed micro-batch losses
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / self.micro_batches if self.micro_batches else float("nan")
-
-
-SYNC_EVERY = 50  # micro-batches between host syncs (loss check, progress bar); device work is not waited on
-
-
-def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerator, cfg: TrainConfig, kind: str,
-                stats: StepStats, *, max_steps: int | None, bar) -> None:
-    """One pass over `batches` (or until `max_steps`). Loss and token sums stay on the device and are read
-    every SYNC_EVERY micro-batches and at the end, so the loop does not wait for the GPU at every step."""
-    model.train()
-    params = [p for _, p in trainable_named(model)]
-    loss_sum = tokens = None
-    pending = 0
-
-    def sync() -> None:
-        nonlocal loss_sum, tokens, pending
-        if loss_sum is None:
-            return
-        value = float(loss_sum)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"training loss is {value} in the {pending} micro-batches up to optimizer step "
-                                     f"{stats.steps + 1} (lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr?")
-        stats.loss_sum += value
-        stats.tokens += int(tokens)
-        loss_sum = tokens = None
-        pending = 0
-
-    fast = cpu_fast_training(accelerator.unwrap_model(model)) if cfg.cpu_fast_path else contextlib.nullcontext()
-    start = time.perf_counter()
-    with fast:
-        for batch in batches:
-            with accelerator.accumulate(model):
-                outputs = model(**model_inputs(batch))
-                logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]
-                loss = compute_loss(kind, logits, batch["labels"], cfg.label_smoothing, cfg.loss)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    if cfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            mask = batch.get("attention_mask")
-            n_tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
-            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
-            tokens = n_tokens if tokens is None else tokens + n_tokens
-            pending += 1
-            stats.micro_batches += 1
-            stats.examples += int(batch["input_ids"].shape[0])
-            if pending >= SYNC_EVERY:
-                sync()
-                if bar is not None:
-                    bar.set_postfix(loss=f"{stats.loss:.4f}", refresh=False)
-            if accelerator.sync_gradients:
-                scheduler.step()
-                stats.steps += 1
-                if bar is not None:
-                    bar.update(1)
-                if max_steps is not None and stats.steps >= max_steps:
-                    break
-    sync()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    stats.seconds += time.perf_counter() - start
-
-
 def steps_per_epoch(loader, cfg: TrainConfig) -> int:
     return max(1, math.ceil(len(loader) / cfg.grad_accum))
 
@@ -253,7 +165,7 @@ def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig | None 
     accelerator = accelerator or make_accelerator(cfg)
     keep_frozen_in(model, str(accelerator.mixed_precision))
     optimizer = make_optimizer(model, cfg)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    model, optimizer, loader = prepare(accelerator, model, optimizer, loader)
     scheduler = make_scheduler(optimizer, cfg, max_steps)
     stats = StepStats()
     bar = tqdm(total=max_steps, desc="steps", disable=not progress, leave=False)
@@ -309,7 +221,7 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
     accelerator = accelerator or make_accelerator(cfg)
     keep_frozen_in(model, str(accelerator.mixed_precision))
     optimizer = make_optimizer(model, cfg)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    model, optimizer, loader = prepare(accelerator, model, optimizer, loader)
     per_epoch = steps_per_epoch(loader, cfg)
     scheduler = make_scheduler(optimizer, cfg, per_epoch * cfg.epochs)
     result = FitResult(best_epoch=cfg.epochs, best_score=None)
@@ -320,10 +232,13 @@ def fit(model: nn.Module, loader, *, kind: str, cfg: TrainConfig,
         bar = tqdm(total=per_epoch, desc=f"epoch {epoch}", disable=not progress, leave=False)
         _train_pass(model, loader, optimizer, scheduler, accelerator, cfg, kind, stats, max_steps=None, bar=bar)
         bar.close()
-        for name in ("steps", "micro_batches", "examples", "tokens", "seconds", "loss_sum"):
+        for name in ("steps", "micro_batches", "examples", "tokens", "seconds", "loss_sum", "finite", "skipped_steps"):
             setattr(result.train, name, getattr(result.train, name) + getattr(stats, name))
+        result.train.loss_scale = stats.loss_scale
         entry = {"epoch": epoch, "train_loss": stats.loss, "lr": scheduler.get_last_lr()[0],
-                 "train_seconds": stats.seconds, "steps": stats.steps}
+                 "train_seconds": stats.seconds, "steps": stats.steps, "train_examples": stats.examples}
+        if stats.loss_scale is not None:      # fp16: the scale after the epoch and the steps it skipped
+            entry.update(loss_scale=stats.loss_scale, skipped_steps=stats.skipped_steps)
         if cfg.eval_every_epoch or epoch == cfg.epochs:
             start = time.perf_counter()
             score, higher, logged = evaluate(model, epoch)

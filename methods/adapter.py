@@ -67,17 +67,20 @@ class AdapterDropGate(nn.Module):
     """Decides which layers' adapters are skipped in the current forward pass. No parameters.
 
     `resample` runs as a forward pre-hook of the backbone, so one draw covers every layer of one forward pass
-    (and a gradient-checkpointing recompute of a layer sees the same draw).
+    (and a gradient-checkpointing recompute of a layer sees the same draw). The draws come from the gate's own
+    generator, seeded from the seed torch's default generator was given when the gate was made: processes that
+    train one model data-parallel (each with its own dropout stream) skip the same layers in every step.
     """
 
     def __init__(self, n: int, random: bool, at_eval: bool):
         super().__init__()
         self.n, self.random, self.at_eval = n, random, at_eval
         self.current = n                      # layers 0 .. current-1 skip their adapters in training
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())
 
     def resample(self, module: nn.Module, args) -> None:
         if self.training and self.random:
-            self.current = int(torch.randint(0, self.n + 1, ()).item())
+            self.current = int(torch.randint(0, self.n + 1, (), generator=self.generator))
         else:
             self.current = self.n
 

@@ -38,17 +38,15 @@ def inputs(tokenizer) -> dict:
                           return_tensors="pt"))
 
 
-def test_explicit_settings_pass_through_and_auto_follows_the_hardware(monkeypatch):
+def test_explicit_settings_pass_through_and_auto_follows_the_cpu(monkeypatch):
     assert resolve_precision("no", "cpu") == "no" and resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("fp16", "cpu") == "fp16"
     monkeypatch.setattr(precision, "cpu_bf16_matmul", lambda: False)
     assert resolve_precision("auto", "cpu") == "no"
     monkeypatch.setattr(precision, "cpu_bf16_matmul", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_precision("auto", "cuda") == "no"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_precision("auto", "cuda") == "bf16"
-    assert precision_name("no") == "fp32" and precision_name("bf16") == "bf16"
+    assert resolve_precision("auto", "mps") == "no"
+    assert precision_name("no") == "fp32" and precision_name("bf16") == "bf16" and precision_name("fp16") == "fp16"
 
 
 def test_cpu_bf16_needs_the_units_and_a_faster_matmul(monkeypatch):

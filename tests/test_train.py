@@ -137,7 +137,7 @@ def test_fit_lower_is_better_and_nan_loss_stops_the_run():
     assert result.best_epoch == 2
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="training loss is nan"):
+    with pytest.raises(FloatingPointError, match="training loss is not finite"):
         fit(model, _loader(), kind="classify", cfg=TrainConfig(epochs=1), evaluate=lambda m, e: (0.0, True, {}),
             progress=False)
 

@@ -30,13 +30,13 @@ def run(args) -> int:
     print(f"run {spec.run_id}: {spec.model} {spec.task} {spec.method} {spec.method_config}", flush=True)
     rows = run_one(spec, results_dir=args.results_dir, data_dir=args.data_dir, model_dir=args.model_dir,
                    progress=sys.stderr.isatty(), force=args.force)
-    from bench.runner import process_index
+    from bench.distributed import process_index
 
-    if process_index() != 0:          # `accelerate launch`: the first process reports
-        return 0 if rows[0].get("status") == "ok" else 1
-    if rows[0].get("status") != "ok":
+    if rows[0].get("status") != "ok":     # any process: the launcher then ends the others
         print(f"FAILED: {rows[0].get('error')}", file=sys.stderr)
         return 1
+    if process_index() != 0:              # `accelerate launch`: the first process reports
+        return 0
     first = rows[0]
     print(f"params trained {first['params_trained']:,} stored {first['params_stored']:,} "
           f"head {first['params_head']:,} total {first['params_total']:,} ({first['params_percent']:.4f}%)")

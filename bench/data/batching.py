@@ -150,6 +150,11 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     No shuffle: file order, or longest first overall when grouping (evaluation; use the `idx` of each batch
     to restore the order). Each pass over the sampler advances its epoch (different, reproducible orders per
     epoch for one seed); `set_epoch` fixes it.
+
+    `shard(rank, world)` (DDP: every process holds the same sampler and seed): each batch is cut into `world`
+    contiguous parts and the process takes part `rank`, so the global batch is one process's batch. The short
+    batch (when the examples do not fill the last one) goes last and is cut as evenly as it allows; one with
+    fewer examples than processes is dropped, on every process and in `len()`.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int, group_by_length: bool):
@@ -161,12 +166,21 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.group_by_length = group_by_length
         self.epoch = 0
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        if self.batch_size % world:
+            raise ConfigError(f"batch_size {self.batch_size} does not split over {world} processes: under DDP "
+                              f"every process takes batch_size / processes examples of each batch; use a multiple "
+                              f"of {world}")
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        full, short = divmod(len(self.lengths), self.batch_size)
+        return full + (short >= self.world if self.world > 1 else short > 0)
 
     def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -191,10 +205,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         batches[0], batches[longest] = batches[longest], batches[0]
         return batches
 
+    def _sharded(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        full = [b for b in batches if len(b) == self.batch_size]
+        short = [b for b in batches if len(b) < self.batch_size and len(b) >= self.world]
+        return [np.array_split(b, self.world)[self.rank] for b in full + short]
+
     def __iter__(self) -> Iterator[list[int]]:
         epoch = self.epoch
         self.epoch += 1
-        for batch in self.batches(epoch):
+        batches = self.batches(epoch)
+        for batch in self._sharded(batches) if self.world > 1 else batches:
             yield batch.tolist()
 
 
