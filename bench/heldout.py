@@ -14,8 +14,14 @@ examples it scores:
   Spearman) sound (no mean of two half-size correlations) and is what the report's bootstrap resamples.
 
 Runs with `select=final` made no choice on dev: they have one protocol, `final`, and no heldout rows.
-Derived for classification and regression tasks (the GLUE scorers); a generation task's per-epoch predictions are
-kept in the run folder, but its held-out rows need the NLG scorers on halves and are not derived.
+
+Generation tasks (E2E, WebNLG, DART): an example is one input (an E2E meaning representation, a triple set) with
+all its references, so the halves are halves of inputs and never part of an input's references. Selection uses
+the task's dev metric (BLEU) on each half from per-input n-gram statistics computed once per epoch
+(bench/scorers/bleu_stats.py: the same corpus BLEU as the scorer, summed over the half); the combined held-out
+outputs are then scored once with the task's full scorer (E2E: BLEU, NIST, METEOR, ROUGE-L, CIDEr; WebNLG and
+DART: BLEU, METEOR, TER; DART's model-based metrics are left to the runner). Without Java, BLEU comes from the
+statistics and the Java metrics are empty with the reason.
 """
 from __future__ import annotations
 
@@ -83,19 +89,36 @@ def read_gold(folder: str | Path, split: str) -> list | None:
 
 
 def parse_predictions(kind: str, lines: list[str]) -> list:
+    if kind == "generate":
+        return list(lines)
     return [float(p) if kind == "regress" else int(p) for p in lines]
 
 
-def select_epoch(epochs: dict[int, list], gold: list, members: list[int], task) -> int:
-    """The epoch whose predictions on the examples `members` score best by the task's selection metric
-    (ties: the earliest, as the runner's `improves`; an epoch whose score is undefined never beats one)."""
+def half_scorer(task, epochs: dict[int, list], gold: list):
+    """score(epoch, members) -> (value or None, higher_is_better) of the task's selection metric on a subset.
+    Generation tasks: corpus BLEU from per-input statistics, computed once per epoch."""
+    if task.kind == "generate":
+        from bench.scorers.bleu_stats import bleu_statistics, corpus_bleu
+
+        if task.select_metric != "bleu":
+            raise ValueError(f"{task.name}: held-out selection of generation runs selects on bleu, the task "
+                             f"selects on {task.select_metric!r}")
+        stats = {e: bleu_statistics(task.name, preds, gold) for e, preds in epochs.items()}
+        return lambda epoch, members: (corpus_bleu(task.name, stats[epoch], members), True)
     from bench.scorers import score_classification
 
+    def score(epoch, members):
+        got = score_classification(task.name, [epochs[epoch][i] for i in members], [gold[i] for i in members])
+        return got[task.select_metric].value, got[task.select_metric].higher_is_better
+    return score
+
+
+def select_epoch(epochs: dict[int, list], members: list[int], score) -> int:
+    """The epoch whose predictions on the examples `members` score best by `score` (half_scorer)
+    (ties: the earliest, as the runner's `improves`; an epoch whose score is undefined never beats one)."""
     best_epoch, best = None, None
-    for epoch, preds in epochs.items():
-        score = score_classification(task.name, [preds[i] for i in members], [gold[i] for i in members])
-        value = score[task.select_metric].value
-        higher = score[task.select_metric].higher_is_better
+    for epoch in epochs:
+        value, higher = score(epoch, members)
         if best_epoch is None or (value is not None and (best is None or (value > best if higher else value < best))):
             best_epoch, best = epoch, value
     return best_epoch
@@ -107,24 +130,50 @@ def heldout_predictions(task, epochs: dict[int, list], gold: list) -> tuple[list
     members = [[i for i, h in enumerate(side) if h == k] for k in (0, 1)]
     if not members[0] or not members[1]:
         raise ValueError(f"{task.name}: {len(gold)} examples leave a half empty; held-out selection needs both")
-    chosen = {1 - k: select_epoch(epochs, gold, members[k], task) for k in (0, 1)}   # selected on k, scores 1-k
+    score = half_scorer(task, epochs, gold)
+    chosen = {1 - k: select_epoch(epochs, members[k], score) for k in (0, 1)}   # selected on k, scores 1-k
     return [epochs[chosen[side[i]]][i] for i in range(len(gold))], chosen
+
+
+def score_heldout(task, split: str, preds: list, gold: list) -> dict:
+    """{metric: Score} of the combined held-out predictions: the GLUE scorer, or the task's NLG scorer once on
+    the whole split (no model-based metrics; without Java, BLEU from its statistics and the rest empty)."""
+    from bench.scorers import ScorerError, score_classification, score_split
+
+    if task.kind != "generate":
+        return score_classification(task.name, preds, gold)
+    from types import SimpleNamespace
+
+    examples = [SimpleNamespace(references=tuple(refs)) for refs in gold]
+    try:
+        return score_split(task.name, split, preds, examples, learned=False)[split]
+    except ScorerError as exc:
+        from bench.scorers.bleu_stats import bleu_statistics, corpus_bleu
+        from bench.scorers.generation import _score
+
+        out = {"bleu": _score(task.name, "bleu", corpus_bleu(task.name, bleu_statistics(task.name, preds, gold)))}
+        for name in task.metric_names:
+            if name not in out and name not in LEARNED:
+                out[name] = _score(task.name, name, None, f"not computed by collect: {exc}")
+        return out
+
+
+LEARNED = ("moverscore", "bertscore", "bleurt")   # DART's model-based metrics: torch and weights, runner only
 
 
 def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(rows to add, per-example records) for one completed ok run.
 
-    Rows: for a `select=best` classification/regression run with per-epoch predictions, a copy of each
+    Rows: for a `select=best` run with per-epoch predictions, a copy of each
     selection-split row with `selection=heldout` and the held-out value. Records: the per-example predictions
     behind the run's `dev`/`final` rows and behind its heldout rows, with the gold, for the report's bootstrap.
     """
-    from bench.scorers import score_classification
     from bench.tasks import TASKS
 
     if not rows or rows[0].get("status") != "ok":
         return [], []
     task = TASKS.get(rows[0]["task"])
-    if task is None or task.kind == "generate":
+    if task is None:
         return [], []
     split = task.select_split
     gold = read_gold(folder, split)
@@ -139,7 +188,7 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
     if own != "dev" or not epochs:
         return [], records
     preds, chosen = heldout_predictions(task, epochs, gold)
-    scores = score_classification(task.name, preds, gold)
+    scores = score_heldout(task, split, preds, gold)
     how = (f"heldout: half A scored with epoch {chosen[0]} (selected on half B), half B with epoch {chosen[1]} "
            f"(selected on half A)")
     added = []
