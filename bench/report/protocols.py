@@ -3,7 +3,8 @@
 Reads the rows of `results/PRESET.csv` (`selection` = dev | heldout | final) and the per-example predictions
 `collect` writes beside it (`results/PRESET.predictions.jsonl`, bench/heldout.py), and writes `selection.md`.
 The statistics are in `significance.py`; intervals and marks exist only for the tasks whose per-example
-predictions the file holds (classification and regression tasks).
+predictions the file holds. Generation tasks are compared on their dev metric, corpus BLEU, recomputed on each
+bootstrap draw from per-input n-gram statistics (the other NLG metrics get no intervals).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from bench.config import ConfigError
 from bench.report.aggregate import Grid, RowKey
-from bench.report.significance import TEST_NAME, CellData, TaskVerdict, compare
+from bench.report.significance import CORPUS_TEST_NAME, TEST_NAME, CellData, TaskVerdict, compare
 from bench.report.units import fmt, metric_name, model_name, task_name
 from bench.tasks import TASKS
 
@@ -60,19 +61,26 @@ class TaskResult:
     metric: str
     verdicts: dict[str, TaskVerdict]     # protocol -> verdict (only protocols with predictions for every seed run)
     note: str = ""                        # why there is no verdict
+    unit: str = "examples"                # what the bootstrap draws: examples, or inputs of a generation task
+    test: str = TEST_NAME                 # the test behind the marks
 
 
 def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> dict[str, TaskResult]:
-    """Per classification/regression task of the dev grid: a TaskVerdict per protocol that has predictions."""
+    """Per task of the dev grid: a TaskVerdict per protocol that has predictions. Classification and regression
+    tasks on their table metric; generation tasks on dev BLEU (their selection metric)."""
     out: dict[str, TaskResult] = {}
     dev = grids["dev"]
     for task in dev.tasks:
         t = TASKS.get(task)
-        if t is None or t.kind == "generate":
+        if t is None:
             continue
-        metric = t.columns()[0][1]
+        generate = t.kind == "generate"
+        metric = t.select_metric if generate else t.columns()[0][1]
+        kind = {"unit": "inputs", "test": CORPUS_TEST_NAME} if generate else {}
+        if generate and metric != "bleu":
+            continue
         if preds is None:
-            out[task] = TaskResult(task, metric, {}, "no per-example predictions file")
+            out[task] = TaskResult(task, metric, {}, "no per-example predictions file", **kind)
             continue
         got, notes = {}, []
         for protocol in PROTOCOLS:
@@ -85,13 +93,28 @@ def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> di
                 continue
             if not cells:
                 continue
-            gold = np.asarray(preds.gold[gold_ids.pop()][1])
+            gold = preds.gold[gold_ids.pop()][1]
             hib = next((m.higher_is_better for r in grid.runs for (s, name), m in r.metrics.items()
                         if r.text["task"] == task and name == metric and m.higher_is_better is not None), True)
-            got[protocol] = compare(cells, gold, metric, higher_is_better=hib, center=center_of(task),
-                                    majority=t.kind == "classify")
-        out[task] = TaskResult(task, metric, got, "; ".join(notes))
+            if generate:
+                got[protocol] = _compare_bleu(task, cells, gold, hib, center_of(task))
+            else:
+                cells = {k: CellData([None if v is None else np.asarray(v) for v in c.predictions])
+                         for k, c in cells.items()}
+                got[protocol] = compare(cells, np.asarray(gold), metric, higher_is_better=hib,
+                                        center=center_of(task), majority=t.kind == "classify")
+        out[task] = TaskResult(task, metric, got, "; ".join(notes), **kind)
     return out
+
+
+def _compare_bleu(task: str, cells: dict, gold: list, higher_is_better: bool, center: str) -> TaskVerdict:
+    """The bootstrap on corpus BLEU: each seed's outputs become per-input n-gram statistics once."""
+    from bench.scorers.bleu_stats import bleu_from_statistics, bleu_statistics
+
+    stats = {k: CellData([None if v is None else bleu_statistics(task, v, gold) for v in c.predictions])
+             for k, c in cells.items()}
+    return compare(stats, gold, "bleu", higher_is_better=higher_is_better, center=center,
+                   corpus=lambda summed: bleu_from_statistics(task, summed))
 
 
 def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[dict[RowKey, CellData], set]:
@@ -110,7 +133,7 @@ def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[di
             if hit is None:
                 break
             gold_ids.add(hit[0])
-            vectors[grid.seeds.index(run.seed)] = np.asarray(hit[1])
+            vectors[grid.seeds.index(run.seed)] = hit[1]
         else:
             cells[key] = CellData(vectors)
     return cells, gold_ids
@@ -136,6 +159,7 @@ def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dic
 
 def table_note(results: dict[str, TaskResult], protocol: str) -> str:
     """The line under a marked table: what bold and \u2248 mean and which test decided them."""
+    results = {t: r for t, r in results.items() if r.test == TEST_NAME}    # the GLUE table's tasks
     if not any(protocol in r.verdicts for r in results.values()):
         return ""
     flat = [task_name(t) for t, r in results.items()
@@ -158,6 +182,9 @@ def selection_markdown(grids: dict[str, Grid], results: dict[str, TaskResult], p
              f"vector per run.",
              "- **dev selection adds**: dev \u2212 heldout, in points of the task's metric (centers over seeds).",
              f"- intervals: 95% percentile bootstrap over seeds and dev examples; marks: {TEST_NAME}.",
+             *([f"- generation tasks (dev BLEU, the metric that selects their epoch; no intervals for the other "
+                f"NLG metrics): {CORPUS_TEST_NAME}."] if any(r.test == CORPUS_TEST_NAME for r in results.values())
+               else []),
              f"- per-example predictions: `{pred_path}`" + ("" if pred_path.is_file() else " (absent: no "
                                                              "intervals or marks)"), ""]
     if held is None:
@@ -204,7 +231,7 @@ def _verdict_lines(res: TaskResult) -> list[str]:
     lines = []
     for protocol, v in res.verdicts.items():
         tied = len(v.tied)
-        line = (f"- {protocol}: {v.examples} dev examples, {v.replicates} replicates; "
+        line = (f"- {protocol}: {v.examples} dev {res.unit}, {v.replicates} replicates; "
                 f"{tied} method{'s' if tied != 1 else ''} not distinguishable from the best.")
         if v.majority is not None:
             if v.beats_majority:
