@@ -142,3 +142,44 @@ def test_without_java_bleu_comes_from_the_statistics_and_the_java_metrics_say_wh
                                                                                          gold)))
     assert got["meteor"]["value"] == "" and "no `java` on PATH" in got["meteor"]["note"]
     assert got["ter"]["value"] == ""
+
+
+def test_tiny_gpt2_e2e_runs_collect_both_protocols_and_the_report_marks_dev_bleu(tmp_path):
+    import csv
+    from dataclasses import replace
+
+    from bench.heldout import predictions_path, read_epochs
+    from bench.presets import SMOKE_DATA
+    from bench.presets.small import SMOKE_DECODING, SMOKE_E2E
+    from bench.report import build_report
+    from bench.results import collect
+    from bench.runner import run_one
+    from bench.spec import RunSpec, resolve
+
+    train = replace(SMOKE_E2E, epochs=2, lr=1e-2)
+    specs = [resolve(RunSpec(model="tiny-gpt2", task="e2e", method=m, train=train, preset="t", seed=0,
+                             decoding=dict(SMOKE_DECODING), eval_splits=("dev",))) for m in ("lora", "bitfit")]
+    for spec in specs:
+        assert run_one(spec, results_dir=tmp_path, data_dir=SMOKE_DATA, progress=False)[0]["status"] == "ok"
+    folder = tmp_path / "runs" / "t" / specs[0].run_id
+    gold = [json.loads(line) for line in gold_file(folder, "dev").read_text().splitlines()]
+    assert list(read_epochs(folder, "dev")) == [1, 2]
+    assert len(gold) == 8 and all(len(refs) == 2 for refs in gold)    # one line per MR, its references together
+    out = tmp_path / "t.csv"
+    counts = collect(specs, tmp_path, out)
+    assert counts["ok"] == 2 and counts["heldout"] == 2
+    with open(out, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    for selection in ("dev", "heldout"):
+        assert sorted(r["metric"] for r in table if r["selection"] == selection and r["method"] == "lora") == \
+            ["bleu", "cider", "meteor", "nist", "rouge_l"]
+    assert all(r["value"] != "" for r in table)
+    assert len(predictions_path(out).read_text().splitlines()) == 1 + 4     # one gold, 2 runs x 2 protocols
+    summary = build_report("t", results_dir=tmp_path, out_root=tmp_path / "reports", plots=False)
+    sel = tmp_path / "reports" / "t" / "selection.md"
+    assert sel in summary.files
+    text = sel.read_text()
+    assert "## E2E (BLEU, %)" in text and "corpus BLEU recomputed on each draw" in text
+    rows = [line for line in text.split("## E2E", 1)[1].splitlines() if line.startswith("| tiny")]
+    assert len(rows) == 2 and all(line.count("[") == 2 for line in rows)        # dev and heldout intervals
+    assert "8 dev inputs" in text
