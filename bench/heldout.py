@@ -49,6 +49,15 @@ def keep_epoch_predictions(folder: str | Path, split: str, epoch: int, predictio
     from bench.results import write_atomic
 
     write_atomic(epoch_file(folder, split, epoch), "".join(p + "\n" for p in predictions))
+    keep_gold(folder, split, examples, task)
+
+
+def keep_gold(folder: str | Path, split: str, examples, task) -> None:
+    """`predictions/epochs/<split>.gold.jsonl`, once: the labels, or each input's list of references. The runner
+    also calls it for a generation task's other scored splits (test), whose predictions the report's bootstrap
+    compares in the NLG table."""
+    from bench.results import write_atomic
+
     gold = gold_file(folder, split)
     if task.kind == "generate":
         values = [list(getattr(ex, "references", ()) or ()) for ex in examples]
@@ -183,6 +192,8 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
     own = rows[0].get("selection") or "dev"
     final = parse_predictions(task.kind, kept.read_text(encoding="utf-8").splitlines())
     records = [_record(rows[0], split, own, final, gold)]
+    if task.kind == "generate":
+        records += _other_records(Path(folder), rows[0], task, own)
     epochs = {e: parse_predictions(task.kind, p) for e, p in read_epochs(folder, split).items()}
     epochs = {e: p for e, p in epochs.items() if len(p) == len(gold)}
     if own != "dev" or not epochs:
@@ -200,6 +211,18 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
                       "best_epoch": "", "note": f"{score.note}; {how}" if score.note else how})
     records.append(_record(rows[0], split, "heldout", preds, gold, epochs=[chosen[0], chosen[1]]))
     return added, records
+
+
+def _other_records(folder: Path, row: dict, task, own: str) -> list[dict]:
+    """A generation run's records of its other scored splits (test) that kept their gold: one protocol each."""
+    out = []
+    for path in sorted((folder / "predictions").glob("*.txt")):
+        split = path.stem
+        gold = read_gold(folder, split) if split != task.select_split else None
+        preds = path.read_text(encoding="utf-8").splitlines()
+        if gold is not None and len(preds) == len(gold):
+            out.append(_record(row, split, own, preds, gold))
+    return out
 
 
 def _record(row: dict, split: str, selection: str, preds: list, gold: list, epochs=None) -> dict:

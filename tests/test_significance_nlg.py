@@ -65,3 +65,52 @@ def test_a_tiny_dev_set_gives_wider_intervals_than_a_large_one():
         v = _verdict(gold, {"m": [_system(gold, 0.3, s) for s in range(3)]}, task="e2e", replicates=500)
         widths[n] = v.intervals["m"].high - v.intervals["m"].low
     assert widths[10] > 3 * widths[400]
+
+
+def _write_nlg_preset(results, preset: str, systems: dict, dev_gold, test_gold) -> None:
+    """results/<preset>.csv and .predictions.jsonl as collect writes them for E2E runs: dev BLEU under dev and
+    heldout selection, test BLEU under dev selection, and the outputs behind each."""
+    from bench.heldout import write_predictions
+    from bench.results import to_csv, write_atomic
+    from bench.scorers.bleu_stats import corpus_bleu
+
+    rows, records = [], []
+    for m, (label, seeds) in enumerate(systems.items()):
+        for seed, outputs in enumerate(seeds):
+            run_id = f"e2e-m{m}-s{seed}"
+            for split, selection, gold in (("dev", "dev", dev_gold), ("dev", "heldout", dev_gold),
+                                           ("test", "dev", test_gold)):
+                hyps = outputs[split]
+                rows.append({"preset": preset, "run_id": run_id, "model": "tiny-gpt2", "task": "e2e",
+                             "method": "lora", "method_config": f'{{"r": {m + 1}}}', "seed": seed, "lr": 1e-3,
+                             "epochs": 3, "batch_size": 8, "grad_accum": 1, "recipe": "own", "select": "best",
+                             "label": label, "split": split, "metric": "bleu", "selection": selection,
+                             "value": corpus_bleu("e2e", bleu_statistics("e2e", hyps, gold)), "scale": "percent",
+                             "higher_is_better": "true", "best_epoch": 2 if selection == "dev" else "",
+                             "params_stored": 1000 * (m + 1), "params_total": 10**6, "status": "ok",
+                             "created_at": "2026-01-01T00:00:00"})
+                records.append({"run_id": run_id, "created_at": "2026-01-01T00:00:00", "task": "e2e", "split": split,
+                                "selection": selection, "predictions": hyps, "gold": gold})
+    write_atomic(results / f"{preset}.csv", to_csv(rows))
+    write_predictions(results / f"{preset}.predictions.jsonl", records)
+
+
+def test_the_nlg_table_marks_test_bleu_and_selection_md_shows_both_protocols(tmp_path):
+    from bench.report import build_report
+
+    dev, test = _gold(120, seed=4), _gold(150, seed=5)
+    good = [{"dev": _system(dev, 0.1, s), "test": _system(test, 0.1, 50 + s)} for s in range(2)]
+    bad = [{"dev": _system(dev, 0.6, 10 + s), "test": _system(test, 0.6, 60 + s)} for s in range(2)]
+    results = tmp_path / "results"
+    _write_nlg_preset(results, "nlgsyn", {"Good": good, "Same": [dict(o) for o in good], "Bad": bad}, dev, test)
+    build_report("nlgsyn", results_dir=results, out_root=tmp_path / "reports", plots=False)
+    nlg = (tmp_path / "reports" / "nlgsyn" / "nlg.md").read_text()
+    rows = {line.split("|")[2].strip(): line.split("|")[5] for line in nlg.splitlines() if line.startswith("| tiny")}
+    assert set(rows) == {"Good", "Same", "Bad"}
+    marked = {k for k, cell in rows.items() if "**" in cell or "\u2248" in cell}
+    assert marked == {"Good", "Same"} and sum("**" in rows[k] for k in marked) == 1
+    assert "corpus BLEU recomputed on each draw" in nlg and "150 test inputs" in nlg
+    sel = (tmp_path / "reports" / "nlgsyn" / "selection.md").read_text()
+    e2e = [line for line in sel.split("## E2E", 1)[1].splitlines() if line.startswith("| tiny")]
+    assert len(e2e) == 3 and all(line.count("[") == 2 for line in e2e)
+    assert "120 dev inputs" in sel

@@ -28,8 +28,8 @@ PROTOCOL_TEXT = {"dev": "dev selection (the papers': best epoch on the dev set t
 @dataclass
 class Predictions:
     gold: dict[str, tuple[str, list]] = field(default_factory=dict)    # gold_id -> (task, values)
-    # (run_id, created_at, selection) -> (gold_id, predictions)
-    runs: dict[tuple[str, str, str], tuple[str, list]] = field(default_factory=dict)
+    # (run_id, created_at, selection, split) -> (gold_id, predictions)
+    runs: dict[tuple[str, str, str, str], tuple[str, list]] = field(default_factory=dict)
 
 
 def read_predictions(path: Path) -> Predictions | None:
@@ -47,7 +47,7 @@ def read_predictions(path: Path) -> Predictions | None:
             else:
                 if obj["gold_id"] not in out.gold:
                     raise KeyError(f"gold_id {obj['gold_id']!r} before its gold line")
-                key = (obj["run_id"], obj.get("created_at", ""), obj["selection"])
+                key = (obj["run_id"], obj.get("created_at", ""), obj["selection"], obj["split"])
                 out.runs[key] = (obj["gold_id"], obj["predictions"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path} line {line_no}: not a predictions record ({exc}); expected the lines "
@@ -63,6 +63,7 @@ class TaskResult:
     note: str = ""                        # why there is no verdict
     unit: str = "examples"                # what the bootstrap draws: examples, or inputs of a generation task
     test: str = TEST_NAME                 # the test behind the marks
+    table: tuple | None = None            # generation tasks: ((split, metric) of the NLG table, TaskVerdict)
 
 
 def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> dict[str, TaskResult]:
@@ -87,7 +88,7 @@ def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> di
             grid = grids.get(protocol)
             if grid is None or task not in grid.tasks:
                 continue
-            cells, gold_ids = _cells(grid, task, protocol, preds)
+            cells, gold_ids = _cells(grid, task, protocol, preds, t.select_split)
             if len(gold_ids) > 1:
                 notes.append(f"{protocol}: runs were scored on different dev sets")
                 continue
@@ -103,8 +104,23 @@ def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> di
                          for k, c in cells.items()}
                 got[protocol] = compare(cells, np.asarray(gold), metric, higher_is_better=hib,
                                         center=center_of(task), majority=t.kind == "classify")
-        out[task] = TaskResult(task, metric, got, "; ".join(notes), **kind)
+        table = _table_verdict(t, dev, preds, center_of(task)) if generate else None
+        out[task] = TaskResult(task, metric, got, "; ".join(notes), **kind, table=table)
     return out
+
+
+def _table_verdict(t, dev: Grid, preds: Predictions, center: str) -> tuple | None:
+    """The NLG table's BLEU column (test, or WebNLG's test-all: every test input) under the runs' own protocol,
+    from the test outputs and references runs keep; None when some run lacks them."""
+    column = next(((s, m) for s, m in t.columns() if m == "bleu" and s in ("test", "test-all")), None)
+    if column is None:
+        return None
+    cells, gold_ids = _cells(dev, t.name, "dev", preds, "test")
+    if not cells or len(gold_ids) != 1:
+        return None
+    hib = next((m.higher_is_better for r in dev.runs for (s, name), m in r.metrics.items()
+                if r.text["task"] == t.name and (s, name) == column and m.higher_is_better is not None), True)
+    return column, _compare_bleu(t.name, cells, preds.gold[gold_ids.pop()][1], hib, center)
 
 
 def _compare_bleu(task: str, cells: dict, gold: list, higher_is_better: bool, center: str) -> TaskVerdict:
@@ -117,7 +133,8 @@ def _compare_bleu(task: str, cells: dict, gold: list, higher_is_better: bool, ce
                    corpus=lambda summed: bleu_from_statistics(task, summed))
 
 
-def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[dict[RowKey, CellData], set]:
+def _cells(grid: Grid, task: str, protocol: str, preds: Predictions, split: str,
+           ) -> tuple[dict[RowKey, CellData], set]:
     """The rows of `task` whose every complete run has predictions under `protocol` (final runs under dev)."""
     cells, gold_ids = {}, set()
     for key in grid.rows:
@@ -129,7 +146,7 @@ def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[di
             if run.status != "ok":
                 continue
             sel = run.text["selection"] if protocol == "dev" else protocol
-            hit = preds.runs.get((run.run_id, run.created_at, sel))
+            hit = preds.runs.get((run.run_id, run.created_at, sel, split))
             if hit is None:
                 break
             gold_ids.add(hit[0])
@@ -149,6 +166,23 @@ def marks_of(results: dict[str, TaskResult], protocol: str) -> dict[tuple[RowKey
         out[(v.best, task)] = "best"
         out.update({(k, task): "tied" for k in v.tied})
     return out
+
+
+def nlg_marks(results: dict[str, TaskResult]) -> tuple[dict, str]:
+    """({(row, task, split, metric): "best" | "tied"}, the note under the NLG table) from the test BLEU verdicts."""
+    marks, tasks = {}, []
+    for task, res in results.items():
+        if res.table is None or res.table[1].best is None:
+            continue
+        (split, metric), v = res.table
+        tasks.append(f"{task_name(task)} ({v.examples} test inputs)")
+        marks[(v.best, task, split, metric)] = "best"
+        marks.update({(k, task, split, metric): "tied" for k in v.tied})
+    if not marks:
+        return {}, ""
+    return marks, (f"BLEU columns of {', '.join(tasks)}: **bold** the best mean over seeds, \u2248 not "
+                   f"distinguishable from it at 95% ({CORPUS_TEST_NAME}). The other metrics carry no marks. Dev BLEU "
+                   f"under dev and held-out selection, with intervals: selection.md.")
 
 
 def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dict[tuple, object]:

@@ -26,7 +26,7 @@ LEVEL = 0.95
 TEST_NAME = (f"paired bootstrap over seeds and dev examples ({REPLICATES} replicates, the same draw for every "
              f"method of a task): a method is marked \u2248 when the {LEVEL:.0%} percentile interval of its "
              f"difference to the best contains 0")
-CORPUS_TEST_NAME = (f"paired bootstrap over seeds and dev inputs ({REPLICATES} replicates, the same draw for every "
+CORPUS_TEST_NAME = (f"paired bootstrap over seeds and inputs ({REPLICATES} replicates, the same draw for every "
                     f"method of a task; corpus BLEU recomputed on each draw from per-input n-gram statistics): a "
                     f"method is marked \u2248 when the {LEVEL:.0%} percentile interval of its difference to the best "
                     f"contains 0")
