@@ -107,12 +107,12 @@ def half_scorer(task, epochs: dict[int, list], gold: list):
     """score(epoch, members) -> (value or None, higher_is_better) of the task's selection metric on a subset.
     Generation tasks: corpus BLEU from per-input statistics, computed once per epoch."""
     if task.kind == "generate":
-        from bench.scorers.bleu_stats import bleu_statistics, corpus_bleu
+        from bench.scorers.bleu_stats import bleu_statistics_many, corpus_bleu
 
         if task.select_metric != "bleu":
             raise ValueError(f"{task.name}: held-out selection of generation runs selects on bleu, the task "
                              f"selects on {task.select_metric!r}")
-        stats = {e: bleu_statistics(task.name, preds, gold) for e, preds in epochs.items()}
+        stats = dict(zip(epochs, bleu_statistics_many(task.name, list(epochs.values()), gold)))
         return lambda epoch, members: (corpus_bleu(task.name, stats[epoch], members), True)
     from bench.scorers import score_classification
 

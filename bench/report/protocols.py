@@ -125,10 +125,11 @@ def _table_verdict(t, dev: Grid, preds: Predictions, center: str) -> tuple | Non
 
 def _compare_bleu(task: str, cells: dict, gold: list, higher_is_better: bool, center: str) -> TaskVerdict:
     """The bootstrap on corpus BLEU: each seed's outputs become per-input n-gram statistics once."""
-    from bench.scorers.bleu_stats import bleu_from_statistics, bleu_statistics
+    from bench.scorers.bleu_stats import bleu_from_statistics, bleu_statistics_many
 
-    stats = {k: CellData([None if v is None else bleu_statistics(task, v, gold) for v in c.predictions])
-             for k, c in cells.items()}
+    flat = [v for c in cells.values() for v in c.predictions if v is not None]
+    done = iter(bleu_statistics_many(task, flat, gold))
+    stats = {k: CellData([None if v is None else next(done) for v in c.predictions]) for k, c in cells.items()}
     return compare(stats, gold, "bleu", higher_is_better=higher_is_better, center=center,
                    corpus=lambda summed: bleu_from_statistics(task, summed))
 

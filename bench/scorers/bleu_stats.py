@@ -27,36 +27,53 @@ WIDTH = 2 + 2 * ORDER    # columns: hyp_len, ref_len, correct_1..4, total_1..4
 TASKS = ("e2e", "webnlg", "dart")
 
 
-def _prepared(task: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]]):
-    """(hypotheses, reference streams, lowercase) as each task's BLEU reads them from raw text."""
-    hyps = [str(h) for h in hypotheses]
+def _hypothesis(task: str, text: str) -> str:
+    if task == "e2e":       # generation.py's strip, mteval's ASCII lower-casing
+        return ascii_lower(str(text).strip())
+    if task == "webnlg":    # the WebNLG normalisation, multi-bleu -lc
+        return ascii_lower(webnlg_hypothesis(str(text)))
+    return dart_reference(str(text))     # split.py: DART outputs put in the form of the .lex references
+
+
+def _streams(task: str, references: Sequence[Sequence[str]]) -> tuple[list[list], str]:
+    """(reference streams, sacrebleu tokenizer) as each task's BLEU reads the raw references."""
     refs = [["" if r is None else str(r) for r in slots] for slots in references]
-    if task == "e2e":   # split.py's e2e_reference, generation.py's strip, mteval's slots and ASCII lower-casing
+    if task == "e2e":   # split.py's e2e_reference, generation.py's strip, mteval's slots
         refs = [[e2e_reference(r).strip() for r in slots] for slots in refs]
         width = max(len(r) for r in refs)
         slots = [_mteval_slots(r + [""] * (width - len(r))) for r in refs]
-        return [ascii_lower(h.strip()) for h in hyps], [[s[j] for s in slots] for j in range(width)], "13a"
+        return [[s[j] for s in slots] for j in range(width)], "13a"
     if task == "webnlg":
-        refs = [[webnlg_reference(r) for r in (slots[:WEBNLG_MAX_REFS] + [""] * WEBNLG_MAX_REFS)[:WEBNLG_MAX_REFS]]
+        refs = [[ascii_lower(webnlg_reference(r)) for r in (slots + [""] * WEBNLG_MAX_REFS)[:WEBNLG_MAX_REFS]]
                 for slots in refs]
-        hyps = [ascii_lower(webnlg_hypothesis(h)) for h in hyps]
-        return hyps, [[ascii_lower(r[j]) for r in refs] for j in range(WEBNLG_MAX_REFS)], "none"
+        return [[r[j] for r in refs] for j in range(WEBNLG_MAX_REFS)], "none"
     if task == "dart":
-        refs = [[dart_reference(r) for r in slots[:DART_MAX_REFS]] for slots in refs]
-        refs = [r + [""] * (DART_MAX_REFS - len(r)) for r in refs]
-        return [dart_reference(h) for h in hyps], [[r[j] for r in refs] for j in range(DART_MAX_REFS)], "none"
+        refs = [[dart_reference(r) for r in (slots + [""] * DART_MAX_REFS)[:DART_MAX_REFS]] for slots in refs]
+        return [[r[j] for r in refs] for j in range(DART_MAX_REFS)], "none"
     raise ConfigError(f"no BLEU statistics for task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def bleu_statistics_many(task: str, outputs: Sequence[Sequence[str]],
+                         references: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """`bleu_statistics` of several output vectors on the same references (their n-grams are read once)."""
+    n = len(references)
+    for hypotheses in outputs:
+        if len(hypotheses) != n or not n:
+            raise ConfigError(f"{task}: {len(hypotheses)} hypotheses for {n} reference lists; expected the same "
+                              f"non-zero number")
+    streams, tokenize = _streams(task, references)
+    bleu = BLEU(tokenize=tokenize, lowercase=False, smooth_method="none", force=True)
+    bleu._ref_cache = bleu._cache_references(streams)
+    return [np.asarray(bleu._extract_corpus_statistics([_hypothesis(task, h) for h in hypotheses], None),
+                       dtype=np.int64).reshape(n, WIDTH) for hypotheses in outputs]
 
 
 def bleu_statistics(task: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
     """An (inputs x 10) int64 array: per input [hyp_len, ref_len, correct_1..4, total_1..4] of the task's BLEU.
     `references[i]` are the raw reference texts of input i (as the run's gold file keeps them)."""
-    if len(hypotheses) != len(references) or not hypotheses:
-        raise ConfigError(f"{task}: {len(hypotheses)} hypotheses for {len(references)} reference lists; expected "
-                          f"the same non-zero number")
-    hyps, streams, tokenize = _prepared(task, hypotheses, references)
-    bleu = BLEU(tokenize=tokenize, lowercase=False, smooth_method="none", force=True)
-    return np.asarray(bleu._extract_corpus_statistics(hyps, streams), dtype=np.int64).reshape(len(hyps), WIDTH)
+    if task not in TASKS:
+        raise ConfigError(f"no BLEU statistics for task {task!r}; expected one of {', '.join(TASKS)}")
+    return bleu_statistics_many(task, [hypotheses], references)[0]
 
 
 def bleu_from_statistics(task: str, stats: np.ndarray) -> np.ndarray:
