@@ -14,8 +14,14 @@ examples it scores:
   Spearman) sound (no mean of two half-size correlations) and is what the report's bootstrap resamples.
 
 Runs with `select=final` made no choice on dev: they have one protocol, `final`, and no heldout rows.
-Derived for classification and regression tasks (the GLUE scorers); a generation task's per-epoch predictions are
-kept in the run folder, but its held-out rows need the NLG scorers on halves and are not derived.
+
+Generation tasks (E2E, WebNLG, DART): an example is one input (an E2E meaning representation, a triple set) with
+all its references, so the halves are halves of inputs and never part of an input's references. Selection uses
+the task's dev metric (BLEU) on each half from per-input n-gram statistics computed once per epoch
+(bench/scorers/bleu_stats.py: the same corpus BLEU as the scorer, summed over the half); the combined held-out
+outputs are then scored once with the task's full scorer (E2E: BLEU, NIST, METEOR, ROUGE-L, CIDEr; WebNLG and
+DART: BLEU, METEOR, TER; DART's model-based metrics are left to the runner). Without Java, BLEU comes from the
+statistics and the Java metrics are empty with the reason.
 """
 from __future__ import annotations
 
@@ -43,6 +49,15 @@ def keep_epoch_predictions(folder: str | Path, split: str, epoch: int, predictio
     from bench.results import write_atomic
 
     write_atomic(epoch_file(folder, split, epoch), "".join(p + "\n" for p in predictions))
+    keep_gold(folder, split, examples, task)
+
+
+def keep_gold(folder: str | Path, split: str, examples, task) -> None:
+    """`predictions/epochs/<split>.gold.jsonl`, once: the labels, or each input's list of references. The runner
+    also calls it for a generation task's other scored splits (test), whose predictions the report's bootstrap
+    compares in the NLG table."""
+    from bench.results import write_atomic
+
     gold = gold_file(folder, split)
     if task.kind == "generate":
         values = [list(getattr(ex, "references", ()) or ()) for ex in examples]
@@ -83,19 +98,36 @@ def read_gold(folder: str | Path, split: str) -> list | None:
 
 
 def parse_predictions(kind: str, lines: list[str]) -> list:
+    if kind == "generate":
+        return list(lines)
     return [float(p) if kind == "regress" else int(p) for p in lines]
 
 
-def select_epoch(epochs: dict[int, list], gold: list, members: list[int], task) -> int:
-    """The epoch whose predictions on the examples `members` score best by the task's selection metric
-    (ties: the earliest, as the runner's `improves`; an epoch whose score is undefined never beats one)."""
+def half_scorer(task, epochs: dict[int, list], gold: list):
+    """score(epoch, members) -> (value or None, higher_is_better) of the task's selection metric on a subset.
+    Generation tasks: corpus BLEU from per-input statistics, computed once per epoch."""
+    if task.kind == "generate":
+        from bench.scorers.bleu_stats import bleu_statistics_many, corpus_bleu
+
+        if task.select_metric != "bleu":
+            raise ValueError(f"{task.name}: held-out selection of generation runs selects on bleu, the task "
+                             f"selects on {task.select_metric!r}")
+        stats = dict(zip(epochs, bleu_statistics_many(task.name, list(epochs.values()), gold)))
+        return lambda epoch, members: (corpus_bleu(task.name, stats[epoch], members), True)
     from bench.scorers import score_classification
 
+    def score(epoch, members):
+        got = score_classification(task.name, [epochs[epoch][i] for i in members], [gold[i] for i in members])
+        return got[task.select_metric].value, got[task.select_metric].higher_is_better
+    return score
+
+
+def select_epoch(epochs: dict[int, list], members: list[int], score) -> int:
+    """The epoch whose predictions on the examples `members` score best by `score` (half_scorer)
+    (ties: the earliest, as the runner's `improves`; an epoch whose score is undefined never beats one)."""
     best_epoch, best = None, None
-    for epoch, preds in epochs.items():
-        score = score_classification(task.name, [preds[i] for i in members], [gold[i] for i in members])
-        value = score[task.select_metric].value
-        higher = score[task.select_metric].higher_is_better
+    for epoch in epochs:
+        value, higher = score(epoch, members)
         if best_epoch is None or (value is not None and (best is None or (value > best if higher else value < best))):
             best_epoch, best = epoch, value
     return best_epoch
@@ -107,24 +139,50 @@ def heldout_predictions(task, epochs: dict[int, list], gold: list) -> tuple[list
     members = [[i for i, h in enumerate(side) if h == k] for k in (0, 1)]
     if not members[0] or not members[1]:
         raise ValueError(f"{task.name}: {len(gold)} examples leave a half empty; held-out selection needs both")
-    chosen = {1 - k: select_epoch(epochs, gold, members[k], task) for k in (0, 1)}   # selected on k, scores 1-k
+    score = half_scorer(task, epochs, gold)
+    chosen = {1 - k: select_epoch(epochs, members[k], score) for k in (0, 1)}   # selected on k, scores 1-k
     return [epochs[chosen[side[i]]][i] for i in range(len(gold))], chosen
+
+
+def score_heldout(task, split: str, preds: list, gold: list) -> dict:
+    """{metric: Score} of the combined held-out predictions: the GLUE scorer, or the task's NLG scorer once on
+    the whole split (no model-based metrics; without Java, BLEU from its statistics and the rest empty)."""
+    from bench.scorers import ScorerError, score_classification, score_split
+
+    if task.kind != "generate":
+        return score_classification(task.name, preds, gold)
+    from types import SimpleNamespace
+
+    examples = [SimpleNamespace(references=tuple(refs)) for refs in gold]
+    try:
+        return score_split(task.name, split, preds, examples, learned=False)[split]
+    except ScorerError as exc:
+        from bench.scorers.bleu_stats import bleu_statistics, corpus_bleu
+        from bench.scorers.generation import _score
+
+        out = {"bleu": _score(task.name, "bleu", corpus_bleu(task.name, bleu_statistics(task.name, preds, gold)))}
+        for name in task.metric_names:
+            if name not in out and name not in LEARNED:
+                out[name] = _score(task.name, name, None, f"not computed by collect: {exc}")
+        return out
+
+
+LEARNED = ("moverscore", "bertscore", "bleurt")   # DART's model-based metrics: torch and weights, runner only
 
 
 def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """(rows to add, per-example records) for one completed ok run.
 
-    Rows: for a `select=best` classification/regression run with per-epoch predictions, a copy of each
+    Rows: for a `select=best` run with per-epoch predictions, a copy of each
     selection-split row with `selection=heldout` and the held-out value. Records: the per-example predictions
     behind the run's `dev`/`final` rows and behind its heldout rows, with the gold, for the report's bootstrap.
     """
-    from bench.scorers import score_classification
     from bench.tasks import TASKS
 
     if not rows or rows[0].get("status") != "ok":
         return [], []
     task = TASKS.get(rows[0]["task"])
-    if task is None or task.kind == "generate":
+    if task is None:
         return [], []
     split = task.select_split
     gold = read_gold(folder, split)
@@ -134,12 +192,14 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
     own = rows[0].get("selection") or "dev"
     final = parse_predictions(task.kind, kept.read_text(encoding="utf-8").splitlines())
     records = [_record(rows[0], split, own, final, gold)]
+    if task.kind == "generate":
+        records += _other_records(Path(folder), rows[0], task, own)
     epochs = {e: parse_predictions(task.kind, p) for e, p in read_epochs(folder, split).items()}
     epochs = {e: p for e, p in epochs.items() if len(p) == len(gold)}
     if own != "dev" or not epochs:
         return [], records
     preds, chosen = heldout_predictions(task, epochs, gold)
-    scores = score_classification(task.name, preds, gold)
+    scores = score_heldout(task, split, preds, gold)
     how = (f"heldout: half A scored with epoch {chosen[0]} (selected on half B), half B with epoch {chosen[1]} "
            f"(selected on half A)")
     added = []
@@ -151,6 +211,18 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
                       "best_epoch": "", "note": f"{score.note}; {how}" if score.note else how})
     records.append(_record(rows[0], split, "heldout", preds, gold, epochs=[chosen[0], chosen[1]]))
     return added, records
+
+
+def _other_records(folder: Path, row: dict, task, own: str) -> list[dict]:
+    """A generation run's records of its other scored splits (test) that kept their gold: one protocol each."""
+    out = []
+    for path in sorted((folder / "predictions").glob("*.txt")):
+        split = path.stem
+        gold = read_gold(folder, split) if split != task.select_split else None
+        preds = path.read_text(encoding="utf-8").splitlines()
+        if gold is not None and len(preds) == len(gold):
+            out.append(_record(row, split, own, preds, gold))
+    return out
 
 
 def _record(row: dict, split: str, selection: str, preds: list, gold: list, epochs=None) -> dict:

@@ -188,7 +188,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     from accelerate.utils import set_seed
 
     from bench.evaluate import score_value
-    from bench.heldout import keep_epoch_predictions
+    from bench.heldout import keep_epoch_predictions, keep_gold
     from bench.models import apply_method, load_model
     from bench.precision import precision_name, tf32_in_effect
     from bench.tasks import get_task
@@ -271,6 +271,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
         if res is None:
             res = evaluate_once(model, split)
         write_atomic(folder / "predictions" / f"{split}.txt", "".join(p + "\n" for p in res.predictions))
+        if task.kind == "generate" and split != select_split:
+            keep_gold(folder, split, data[split], task)      # the NLG table's bootstrap (bench/heldout.py)
         scores.update(res.scores)
     eval_seconds = fitted.eval_seconds + (time.perf_counter() - eval_start)
     peak = peak_memory_mb()   # training and every evaluation

@@ -114,3 +114,40 @@ def test_collect_derives_heldout_rows_without_torch(tmp_path):
         table = list(csv.DictReader(fh))
     assert [(r["selection"], float(r["value"])) for r in table] == [("dev", 100.0), ("heldout", 100.0)]
     assert (tmp_path / "results" / "smoke.predictions.jsonl").is_file()
+
+
+def test_nlg_report_marks_and_collects_heldout_generation_rows_without_torch(tmp_path):
+    """Generation tasks: the report's corpus-BLEU bootstrap, and collect's held-out rows (Java scorers, no torch)."""
+    import csv
+    import json
+
+    from bench.grid import plan
+    from bench.heldout import epoch_file, gold_file
+    from bench.results import base_row, run_dir, write_atomic
+    from tests.test_significance_nlg import _gold, _system, _write_nlg_preset
+
+    dev, test = _gold(60, seed=1), _gold(60, seed=2)
+    systems = {"A": [{"dev": _system(dev, 0.1, s), "test": _system(test, 0.1, s)} for s in range(2)],
+               "B": [{"dev": _system(dev, 0.5, s), "test": _system(test, 0.5, s)} for s in range(2)]}
+    results = tmp_path / "results"
+    _write_nlg_preset(results, "nlgsyn", systems, dev, test)
+    shutil.copy(REPO / "results" / "paper.csv", results / "paper.csv")
+    res = _cli("report", "nlgsyn", "--results", str(results), "--out", str(tmp_path / "reports"), cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert "| A | 1K |  | **" in (tmp_path / "reports" / "nlgsyn" / "nlg.md").read_text()
+
+    spec = next(s for s in plan("smoke") if s.task == "e2e")
+    folder = run_dir(results, "smoke", spec.run_id)
+    epochs = {1: ["x y"] * 60, 2: [refs[0] for refs in dev]}
+    for epoch, preds in epochs.items():
+        write_atomic(epoch_file(folder, "dev", epoch), "".join(f"{p}\n" for p in preds))
+    write_atomic(gold_file(folder, "dev"), "".join(f"{json.dumps(g)}\n" for g in dev))
+    write_atomic(folder / "predictions" / "dev.txt", "".join(f"{p}\n" for p in epochs[2]))
+    row = {**base_row(spec), "split": "dev", "metric": "bleu", "value": 100.0, "scale": "percent",
+           "higher_is_better": "true", "best_epoch": 2, "status": "ok", "created_at": "t0"}
+    write_atomic(folder / "rows.json", json.dumps([row]))
+    res = _cli("collect", "smoke", "--results-dir", str(results), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with open(results / "smoke.csv", newline="") as fh:
+        table = [r for r in csv.DictReader(fh) if r["run_id"] == spec.run_id]
+    assert [(r["selection"], float(r["value"])) for r in table] == [("dev", 100.0), ("heldout", 100.0)]

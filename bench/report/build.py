@@ -11,8 +11,8 @@ from bench.heldout import predictions_path
 from bench.report.aggregate import Grid, build_grid
 from bench.report.load import read_results
 from bench.report.paper import PaperRow, read_paper
-from bench.report.protocols import (marks_of, plot_intervals, read_predictions, selection_markdown, table_note,
-                                    verdicts)
+from bench.report.protocols import (marks_of, nlg_marks, plot_intervals, read_predictions, selection_markdown,
+                                    table_note, verdicts)
 from bench.report.render import long_markdown, to_latex, to_markdown
 from bench.report.tables import glue_table, long_rows, nlg_table, unmatched_rows
 from bench.report.units import model_name, task_name
@@ -79,7 +79,7 @@ def build_report(preset: str, results_dir: Path = Path("results"), out_root: Pat
     summary.unmatched = [f"{k.model} {k.display} ({k.paper_method} {k.paper_params} {k.paper_version})"
                          for k in unmatched_rows(grid, paper)]
     tables = [t for t in (glue_table(grid, paper, marks_of(results, "dev"), table_note(results, "dev")),
-                          nlg_table(grid, paper)) if t is not None]
+                          nlg_table(grid, paper, *nlg_marks(results))) if t is not None]
     for table in tables:
         summary.files += _write(out / f"{table.name}.md", to_markdown(table))
         summary.files += _write(out / f"{table.name}.tex", to_latex(table))

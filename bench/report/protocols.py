@@ -3,7 +3,8 @@
 Reads the rows of `results/PRESET.csv` (`selection` = dev | heldout | final) and the per-example predictions
 `collect` writes beside it (`results/PRESET.predictions.jsonl`, bench/heldout.py), and writes `selection.md`.
 The statistics are in `significance.py`; intervals and marks exist only for the tasks whose per-example
-predictions the file holds (classification and regression tasks).
+predictions the file holds. Generation tasks are compared on their dev metric, corpus BLEU, recomputed on each
+bootstrap draw from per-input n-gram statistics (the other NLG metrics get no intervals).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from bench.config import ConfigError
 from bench.report.aggregate import Grid, RowKey
-from bench.report.significance import TEST_NAME, CellData, TaskVerdict, compare
+from bench.report.significance import CORPUS_TEST_NAME, TEST_NAME, CellData, TaskVerdict, compare
 from bench.report.units import fmt, metric_name, model_name, task_name
 from bench.tasks import TASKS
 
@@ -27,8 +28,8 @@ PROTOCOL_TEXT = {"dev": "dev selection (the papers': best epoch on the dev set t
 @dataclass
 class Predictions:
     gold: dict[str, tuple[str, list]] = field(default_factory=dict)    # gold_id -> (task, values)
-    # (run_id, created_at, selection) -> (gold_id, predictions)
-    runs: dict[tuple[str, str, str], tuple[str, list]] = field(default_factory=dict)
+    # (run_id, created_at, selection, split) -> (gold_id, predictions)
+    runs: dict[tuple[str, str, str, str], tuple[str, list]] = field(default_factory=dict)
 
 
 def read_predictions(path: Path) -> Predictions | None:
@@ -46,7 +47,7 @@ def read_predictions(path: Path) -> Predictions | None:
             else:
                 if obj["gold_id"] not in out.gold:
                     raise KeyError(f"gold_id {obj['gold_id']!r} before its gold line")
-                key = (obj["run_id"], obj.get("created_at", ""), obj["selection"])
+                key = (obj["run_id"], obj.get("created_at", ""), obj["selection"], obj["split"])
                 out.runs[key] = (obj["gold_id"], obj["predictions"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path} line {line_no}: not a predictions record ({exc}); expected the lines "
@@ -60,41 +61,81 @@ class TaskResult:
     metric: str
     verdicts: dict[str, TaskVerdict]     # protocol -> verdict (only protocols with predictions for every seed run)
     note: str = ""                        # why there is no verdict
+    unit: str = "examples"                # what the bootstrap draws: examples, or inputs of a generation task
+    test: str = TEST_NAME                 # the test behind the marks
+    table: tuple | None = None            # generation tasks: ((split, metric) of the NLG table, TaskVerdict)
 
 
 def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> dict[str, TaskResult]:
-    """Per classification/regression task of the dev grid: a TaskVerdict per protocol that has predictions."""
+    """Per task of the dev grid: a TaskVerdict per protocol that has predictions. Classification and regression
+    tasks on their table metric; generation tasks on dev BLEU (their selection metric)."""
     out: dict[str, TaskResult] = {}
     dev = grids["dev"]
     for task in dev.tasks:
         t = TASKS.get(task)
-        if t is None or t.kind == "generate":
+        if t is None:
             continue
-        metric = t.columns()[0][1]
+        generate = t.kind == "generate"
+        metric = t.select_metric if generate else t.columns()[0][1]
+        kind = {"unit": "inputs", "test": CORPUS_TEST_NAME} if generate else {}
+        if generate and metric != "bleu":
+            continue
         if preds is None:
-            out[task] = TaskResult(task, metric, {}, "no per-example predictions file")
+            out[task] = TaskResult(task, metric, {}, "no per-example predictions file", **kind)
             continue
         got, notes = {}, []
         for protocol in PROTOCOLS:
             grid = grids.get(protocol)
             if grid is None or task not in grid.tasks:
                 continue
-            cells, gold_ids = _cells(grid, task, protocol, preds)
+            cells, gold_ids = _cells(grid, task, protocol, preds, t.select_split)
             if len(gold_ids) > 1:
                 notes.append(f"{protocol}: runs were scored on different dev sets")
                 continue
             if not cells:
                 continue
-            gold = np.asarray(preds.gold[gold_ids.pop()][1])
+            gold = preds.gold[gold_ids.pop()][1]
             hib = next((m.higher_is_better for r in grid.runs for (s, name), m in r.metrics.items()
                         if r.text["task"] == task and name == metric and m.higher_is_better is not None), True)
-            got[protocol] = compare(cells, gold, metric, higher_is_better=hib, center=center_of(task),
-                                    majority=t.kind == "classify")
-        out[task] = TaskResult(task, metric, got, "; ".join(notes))
+            if generate:
+                got[protocol] = _compare_bleu(task, cells, gold, hib, center_of(task))
+            else:
+                cells = {k: CellData([None if v is None else np.asarray(v) for v in c.predictions])
+                         for k, c in cells.items()}
+                got[protocol] = compare(cells, np.asarray(gold), metric, higher_is_better=hib,
+                                        center=center_of(task), majority=t.kind == "classify")
+        table = _table_verdict(t, dev, preds, center_of(task)) if generate else None
+        out[task] = TaskResult(task, metric, got, "; ".join(notes), **kind, table=table)
     return out
 
 
-def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[dict[RowKey, CellData], set]:
+def _table_verdict(t, dev: Grid, preds: Predictions, center: str) -> tuple | None:
+    """The NLG table's BLEU column (test, or WebNLG's test-all: every test input) under the runs' own protocol,
+    from the test outputs and references runs keep; None when some run lacks them."""
+    column = next(((s, m) for s, m in t.columns() if m == "bleu" and s in ("test", "test-all")), None)
+    if column is None:
+        return None
+    cells, gold_ids = _cells(dev, t.name, "dev", preds, "test")
+    if not cells or len(gold_ids) != 1:
+        return None
+    hib = next((m.higher_is_better for r in dev.runs for (s, name), m in r.metrics.items()
+                if r.text["task"] == t.name and (s, name) == column and m.higher_is_better is not None), True)
+    return column, _compare_bleu(t.name, cells, preds.gold[gold_ids.pop()][1], hib, center)
+
+
+def _compare_bleu(task: str, cells: dict, gold: list, higher_is_better: bool, center: str) -> TaskVerdict:
+    """The bootstrap on corpus BLEU: each seed's outputs become per-input n-gram statistics once."""
+    from bench.scorers.bleu_stats import bleu_from_statistics, bleu_statistics_many
+
+    flat = [v for c in cells.values() for v in c.predictions if v is not None]
+    done = iter(bleu_statistics_many(task, flat, gold))
+    stats = {k: CellData([None if v is None else next(done) for v in c.predictions]) for k, c in cells.items()}
+    return compare(stats, gold, "bleu", higher_is_better=higher_is_better, center=center,
+                   corpus=lambda summed: bleu_from_statistics(task, summed))
+
+
+def _cells(grid: Grid, task: str, protocol: str, preds: Predictions, split: str,
+           ) -> tuple[dict[RowKey, CellData], set]:
     """The rows of `task` whose every complete run has predictions under `protocol` (final runs under dev)."""
     cells, gold_ids = {}, set()
     for key in grid.rows:
@@ -106,11 +147,11 @@ def _cells(grid: Grid, task: str, protocol: str, preds: Predictions) -> tuple[di
             if run.status != "ok":
                 continue
             sel = run.text["selection"] if protocol == "dev" else protocol
-            hit = preds.runs.get((run.run_id, run.created_at, sel))
+            hit = preds.runs.get((run.run_id, run.created_at, sel, split))
             if hit is None:
                 break
             gold_ids.add(hit[0])
-            vectors[grid.seeds.index(run.seed)] = np.asarray(hit[1])
+            vectors[grid.seeds.index(run.seed)] = hit[1]
         else:
             cells[key] = CellData(vectors)
     return cells, gold_ids
@@ -128,6 +169,23 @@ def marks_of(results: dict[str, TaskResult], protocol: str) -> dict[tuple[RowKey
     return out
 
 
+def nlg_marks(results: dict[str, TaskResult]) -> tuple[dict, str]:
+    """({(row, task, split, metric): "best" | "tied"}, the note under the NLG table) from the test BLEU verdicts."""
+    marks, tasks = {}, []
+    for task, res in results.items():
+        if res.table is None or res.table[1].best is None:
+            continue
+        (split, metric), v = res.table
+        tasks.append(f"{task_name(task)} ({v.examples} test inputs)")
+        marks[(v.best, task, split, metric)] = "best"
+        marks.update({(k, task, split, metric): "tied" for k in v.tied})
+    if not marks:
+        return {}, ""
+    return marks, (f"BLEU columns of {', '.join(tasks)}: **bold** the best mean over seeds, \u2248 not "
+                   f"distinguishable from it at 95% ({CORPUS_TEST_NAME}). The other metrics carry no marks. Dev BLEU "
+                   f"under dev and held-out selection, with intervals: selection.md.")
+
+
 def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dict[tuple, object]:
     """{(row, task, "dev", metric): Interval} for the summary plot."""
     return {(key, task, "dev", res.metric): iv for task, res in results.items()
@@ -136,6 +194,7 @@ def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dic
 
 def table_note(results: dict[str, TaskResult], protocol: str) -> str:
     """The line under a marked table: what bold and \u2248 mean and which test decided them."""
+    results = {t: r for t, r in results.items() if r.test == TEST_NAME}    # the GLUE table's tasks
     if not any(protocol in r.verdicts for r in results.values()):
         return ""
     flat = [task_name(t) for t, r in results.items()
@@ -158,6 +217,9 @@ def selection_markdown(grids: dict[str, Grid], results: dict[str, TaskResult], p
              f"vector per run.",
              "- **dev selection adds**: dev \u2212 heldout, in points of the task's metric (centers over seeds).",
              f"- intervals: 95% percentile bootstrap over seeds and dev examples; marks: {TEST_NAME}.",
+             *([f"- generation tasks (dev BLEU, the metric that selects their epoch; no intervals for the other "
+                f"NLG metrics): {CORPUS_TEST_NAME}."] if any(r.test == CORPUS_TEST_NAME for r in results.values())
+               else []),
              f"- per-example predictions: `{pred_path}`" + ("" if pred_path.is_file() else " (absent: no "
                                                              "intervals or marks)"), ""]
     if held is None:
@@ -204,7 +266,7 @@ def _verdict_lines(res: TaskResult) -> list[str]:
     lines = []
     for protocol, v in res.verdicts.items():
         tied = len(v.tied)
-        line = (f"- {protocol}: {v.examples} dev examples, {v.replicates} replicates; "
+        line = (f"- {protocol}: {v.examples} dev {res.unit}, {v.replicates} replicates; "
                 f"{tied} method{'s' if tied != 1 else ''} not distinguishable from the best.")
         if v.majority is not None:
             if v.beats_majority:

@@ -8,6 +8,11 @@ median or mean over the drawn seeds, as the tables). Intervals are the 2.5 and 9
 replicates. A method cannot be told apart from the best when the 95% percentile interval of the paired
 difference (best - method) contains 0; the same test against the majority-class baseline (every example gets
 the most frequent gold class, a constant that no draw changes) says whether any method beats it.
+
+Corpus-level metrics (generation tasks: BLEU) are not means over examples. There a cell's vector for one seed is
+an (inputs x k) array of per-input sufficient statistics (bench/scorers/bleu_stats.py) and `corpus` maps summed
+statistics to the metric: a replicate's score is the metric of the statistics summed over its drawn inputs (an
+input drawn twice counts twice), which on the whole set is exactly the scorer's corpus value.
 """
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ LEVEL = 0.95
 TEST_NAME = (f"paired bootstrap over seeds and dev examples ({REPLICATES} replicates, the same draw for every "
              f"method of a task): a method is marked \u2248 when the {LEVEL:.0%} percentile interval of its "
              f"difference to the best contains 0")
+CORPUS_TEST_NAME = (f"paired bootstrap over seeds and inputs ({REPLICATES} replicates, the same draw for every "
+                    f"method of a task; corpus BLEU recomputed on each draw from per-input n-gram statistics): a "
+                    f"method is marked \u2248 when the {LEVEL:.0%} percentile interval of its difference to the best "
+                    f"contains 0")
 
 
 # ---------------------------------------------------------------- metrics on rows of resampled examples
@@ -100,17 +109,31 @@ def _center(values: np.ndarray, center: str) -> np.ndarray:
             return np.nanmedian(values, axis=1) if center == "median" else np.nanmean(values, axis=1)
 
 
-def compare(cells: dict, gold: np.ndarray, metric: str, *, higher_is_better: bool = True, center: str = "median",
-            majority: bool = True, replicates: int = REPLICATES, seed: int = SEED) -> TaskVerdict:
+def draw_weights(example_draw: np.ndarray, n: int) -> np.ndarray:
+    """(replicates x n) how many times each input is drawn in each replicate."""
+    weights = np.zeros((example_draw.shape[0], n))
+    np.add.at(weights, (np.arange(example_draw.shape[0])[:, None], example_draw), 1.0)
+    return weights
+
+
+def compare(cells: dict, gold, metric: str, *, higher_is_better: bool = True, center: str = "median",
+            majority: bool = True, replicates: int = REPLICATES, seed: int = SEED, corpus=None) -> TaskVerdict:
     """Intervals, the best key, the keys tied with it and those better than the majority class, for the methods
-    `cells` ({key: CellData}, every vector the length of `gold`) of one task under one protocol."""
-    gold = np.asarray(gold)
+    `cells` ({key: CellData}, every vector the length of `gold`) of one task under one protocol.
+
+    `corpus`: for a corpus-level metric, a function from summed statistics (replicates x k) to the metric per
+    row; each vector is then an (n x k) statistics array and there is no majority-class baseline."""
     n = len(gold)
+    if corpus is None:
+        gold = np.asarray(gold)
+    else:
+        majority = False
     n_seeds = max(len(c.predictions) for c in cells.values())
     rng = np.random.default_rng(seed)
     seed_draw = rng.integers(0, n_seeds, size=(replicates, n_seeds))
     example_draw = rng.integers(0, n, size=(replicates, n))
-    gold_b = gold[example_draw]
+    gold_b = gold[example_draw] if corpus is None else None
+    weights = draw_weights(example_draw, n) if corpus is not None else None
     sign = 1.0 if higher_is_better else -1.0
     point, boot = {}, {}
     for key, cell in cells.items():
@@ -120,6 +143,10 @@ def compare(cells: dict, gold: np.ndarray, metric: str, *, higher_is_better: boo
             if vec is None:
                 continue
             vec = np.asarray(vec)
+            if corpus is not None:
+                per_seed[:, s] = corpus(weights @ vec)
+                full[s] = corpus(vec.sum(axis=0)[None, :])[0]
+                continue
             per_seed[:, s] = metric_rows(metric, vec[example_draw], gold_b)
             full[s] = metric_rows(metric, vec[None, :], gold[None, :])[0]
         point[key] = float(_center(full[None, :], center)[0])

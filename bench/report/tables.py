@@ -166,7 +166,8 @@ def _glue_average(entries: list[Entry], key: RowKey, index: PaperIndex, n_tasks:
                  our_scale="percent")
 
 
-def nlg_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
+def nlg_table(grid: Grid, paper: list[PaperRow], marks: dict | None = None, test: str = "") -> Table | None:
+    """`marks`: {(row, task, split, metric): "best" | "tied"} from protocols.nlg_marks, explained by `test`."""
     tasks = [t for t in table_tasks("nlg") if t in grid.tasks]
     if not tasks:
         return None
@@ -182,6 +183,8 @@ def nlg_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
     rows = []
     for key in _rows_for(grid, tasks):
         entries = [entry(grid.cells.get((key, t)), key, t, s, m, scale, index) for t, s, m, scale in specs]
+        entries = [replace(e, mark=(marks or {}).get((key, t, s, m), "")) if e.kind == "value" else e
+                   for e, (t, s, m, _) in zip(entries, specs)]
         rows.append(([model_name(key.model), key.display, _params_text(grid, key, tasks),
                       _percent_text(grid, key, tasks)], entries))
     caption = ("Table-to-text test sets in the layout of Prefix-Tuning Table 1 (WebNLG: S seen, U unseen, A all "
@@ -191,7 +194,7 @@ def nlg_table(grid: Grid, paper: list[PaperRow]) -> Table | None:
                "learned metrics as fractions). # params = stored parameters.")
     return Table(name="nlg", title="Table-to-text (Prefix-Tuning Table 1 layout)", caption=caption,
                  lead=["Model", "Method", "# Params (stored)", "% of base"], groups=groups, columns=columns,
-                 rows=rows, notes=_notes(grid, tasks, paper))
+                 rows=rows, notes=_notes(grid, tasks, paper), test=test if marks else "")
 
 
 def _notes(grid: Grid, tasks: list[str], paper: list[PaperRow]) -> list[str]:

@@ -127,7 +127,8 @@ def score_webnlg_subsets(hypotheses: Sequence[str], references: Sequence[Sequenc
 
 # --- DART ----------------------------------------------------------------------------------------------------
 
-def _score_dart(hypotheses: list[str], references: list[list[str]], model_dir, ter_workers) -> dict[str, Score]:
+def _score_dart(hypotheses: list[str], references: list[list[str]], model_dir, ter_workers,
+                learned: bool = True) -> dict[str, Score]:
     java.java_executable()
     bleu = mteval.multi_bleu(hypotheses, references, lowercase=False)
     # prepare_files.py: every line of the first reference file, plus the non-blank lines of the others
@@ -145,6 +146,8 @@ def _score_dart(hypotheses: list[str], references: list[list[str]], model_dir, t
         "meteor": _score("dart", "meteor", meteor_value),
         "ter": _score("dart", "ter", ter.corpus_ter(ter_stats)),
     }
+    if not learned:
+        return out
     from bench.scorers.model_based import score_model_based
 
     for name, (value, note) in score_model_based(hypotheses, references, model_dir).items():
@@ -153,8 +156,9 @@ def _score_dart(hypotheses: list[str], references: list[list[str]], model_dir, t
 
 
 def score_generation(task_name: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]], *,
-                     model_dir=None, ter_workers: int | None = None) -> dict[str, Score]:
-    """Score one set of hypotheses in one corpus-level call, in the units the papers print."""
+                     model_dir=None, ter_workers: int | None = None, learned: bool = True) -> dict[str, Score]:
+    """Score one set of hypotheses in one corpus-level call, in the units the papers print. `learned=False`
+    leaves out DART's model-based metrics (MoverScore, BERTScore, BLEURT: torch and model weights)."""
     _check_task(task_name)
     check_lengths(task_name, hypotheses, references)
     hyps = [str(h) for h in hypotheses]
@@ -163,4 +167,4 @@ def score_generation(task_name: str, hypotheses: Sequence[str], references: Sequ
         return _score_e2e(hyps, refs)
     if task_name == "webnlg":
         return score_webnlg_subsets(hyps, refs, {"all": range(len(hyps))}, ter_workers=ter_workers)["all"]
-    return _score_dart(hyps, refs, model_dir, ter_workers)
+    return _score_dart(hyps, refs, model_dir, ter_workers, learned)

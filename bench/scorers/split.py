@@ -35,10 +35,12 @@ def _references(task: str, examples: Sequence) -> list[list[str]]:
 
 
 def score_split(task_name: str, split: str, hypotheses: Sequence[str], examples: Sequence, *,
-                model_dir=None, ter_workers: int | None = None) -> dict[str, dict[str, Score]]:
+                model_dir=None, ter_workers: int | None = None, learned: bool = True,
+                ) -> dict[str, dict[str, Score]]:
     """{split: scores}, or for WebNLG test {"test-seen": ..., "test-unseen": ..., "test-all": ...}.
 
     GLUE tasks are accepted too: `hypotheses` are then the predictions and the examples' `.label` the gold.
+    `learned=False` leaves out DART's model-based metrics (torch-free scoring).
     """
     if task_name in TASKS and TASKS[task_name].kind != "generate":
         labels = [getattr(ex, "label", None) for ex in examples]
@@ -66,4 +68,5 @@ def score_split(task_name: str, split: str, hypotheses: Sequence[str], examples:
         # the BART-large outputs in the DART repository are tokenised and lower-cased). The `score` command,
         # which reads finished output files, scores hypotheses as given.
         hypotheses = [dart_reference(str(h)) for h in hypotheses]
-    return {split: score_generation(task_name, hypotheses, refs, model_dir=model_dir, ter_workers=ter_workers)}
+    return {split: score_generation(task_name, hypotheses, refs, model_dir=model_dir, ter_workers=ter_workers,
+                                         learned=learned)}
