@@ -15,7 +15,8 @@ torch.set_num_threads(1)
 # (model, kind): every family, GPT-2 both as a causal LM and as a classifier
 MODELS = [("tiny-roberta", "classify"), ("tiny-bert", "classify"), ("tiny-deberta", "classify"),
           ("tiny-gpt2", "generate"), ("tiny-gpt2", "classify")]
-ZERO_AT_INIT = {"full", "topk", "bitfit", "lora", "adapter"}   # outputs unchanged right after apply
+# outputs unchanged right after apply
+ZERO_AT_INIT = {"full", "topk", "bitfit", "lora", "adapter", "ia3", "dora", "vera"}
 
 
 def build(model_name: str, kind: str, seed: int = 0):
