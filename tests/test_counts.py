@@ -33,6 +33,16 @@ PAPER_COUNTS = [
     ("roberta-base", "adapter", ["kind=pfeiffer", "bottleneck=48"], 894_528),
     ("roberta-base", "adapter", ["kind=houlsby", "bottleneck=8"], 313_536),
     ("roberta-base", "adapter", ["kind=houlsby", "bottleneck=24"], 903_744),
+    # beyond the lecture (docs/methods.md): (IA)^3 12 x (768 + 768 + 3072); DoRA = LoRA + 24 x 768 magnitudes;
+    # VeRA L_tuned x (d_out + r), its paper's 0.043M / 0.061M / 0.098M / 0.17M
+    ("roberta-base", "ia3", [], 55_296),
+    ("roberta-base", "dora", ["r=8"], 294_912 + 24 * 768),
+    ("roberta-base", "vera", ["r=1024"], 43_008),
+    ("roberta-large", "vera", ["r=256"], 61_440),
+    ("gpt2-medium", "vera", ["r=1024"], 98_304),
+    ("gpt2-large", "vera", ["r=1024"], 165_888),
+    ("gpt2-medium", "ia3", [], 24 * (1024 + 1024 + 4096)),
+    ("gpt2-medium", "dora", ["r=4"], 393_216 + 48 * 1024),
 ]
 
 
@@ -79,6 +89,15 @@ def test_closed_form(model):
     assert sub == layers * (3 * d + ffn)
     if family != "gpt2":   # BitFit's own subset: query and intermediate (b_q, b_m2) biases
         assert counts(model, "bitfit", ["subset=query,intermediate"])["stored"] == layers * (d + ffn)
+    # (IA)^3: l_k, l_v, l_ff per layer; DoRA: LoRA plus one magnitude per output feature of each adapted matrix;
+    # VeRA: d_out + r per adapted matrix (the shared A, B are regenerated from the seed, not stored)
+    assert counts(model, "ia3")["stored"] == layers * (d + d + ffn)
+    assert counts(model, "ia3", ["targets=ffn"])["stored"] == layers * ffn
+    assert counts(model, "dora", ["r=8"])["stored"] == layers * 2 * (8 * (d + d) + d)
+    assert counts(model, "dora", ["r=2", "targets=q,ffn_in"])["stored"] == layers * (2 * (d + d) + d
+                                                                                      + 2 * (d + ffn) + ffn)
+    assert counts(model, "vera", ["r=64"])["stored"] == layers * 2 * (d + 64)
+    assert counts(model, "vera", ["r=16", "targets=q,ffn_in,ffn_out"])["stored"] == layers * (3 * 16 + d + ffn + d)
 
 
 @pytest.mark.parametrize("model,kind,head", [
