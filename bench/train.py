@@ -4,7 +4,8 @@ method has already frozen the model, and the loop optimises whatever still requi
 Public pieces (also used by the perf benchmark):
 - `make_accelerator(cfg)`: cfg.mixed_precision ("auto": bf16 on a GPU or CPU with bf16 matmul units, else fp32;
   `bench.precision`), grad accumulation. `fit` and `train_steps` keep the frozen base's matmul weights in bf16.
-- `make_optimizer(model, cfg)`: AdamW over trainable parameters only (fused on CUDA), no decay on biases/norms.
+- `make_optimizer(model, cfg)`: AdamW over trainable parameters only (fused on CUDA), no decay on biases/norms;
+  the task head (its family's `Arch.head`) at cfg.head_lr when that is > 0.
 - `make_scheduler(optimizer, cfg, total_steps)`: linear warmup, then linear decay to 0 or constant.
 - `train_steps(model, loader, kind=..., cfg=..., max_steps=N)`: exactly N optimizer steps, for benchmarks.
 - `fit(model, loader, kind=..., cfg=..., evaluate=...)`: epochs, dev evaluation after each, the best (or, with
@@ -65,10 +66,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         raise ValueError("the model has no trainable parameters (did the method freeze everything?)")
     norm_params = {id(p) for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.Embedding))
                    for p in m.parameters(recurse=False)}
-    decay = [p for n, p in named if p.ndim >= 2 and id(p) not in norm_params]
-    no_decay = [p for n, p in named if not (p.ndim >= 2 and id(p) not in norm_params)]
-    groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    head = set()
+    if cfg.head_lr > 0:
+        from methods import arch_of
+        from methods.base import head_parameters
+
+        head = {id(p) for p in head_parameters(model, arch_of(model))}
+    groups = []
+    for in_head, lr in ((False, cfg.lr), (True, cfg.head_lr)):   # the head's own lr only when head_lr > 0
+        part = [(n, p) for n, p in named if (id(p) in head) == in_head]
+        decay = [p for n, p in part if p.ndim >= 2 and id(p) not in norm_params]
+        no_decay = [p for n, p in part if not (p.ndim >= 2 and id(p) not in norm_params)]
+        groups += [g for g in ({"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
+                               {"params": no_decay, "weight_decay": 0.0, "lr": lr}) if g["params"]]
     kwargs = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     # The fused kernel exists for CUDA and, since torch 2.4, for CPU: one AdamW step over MiniLM's 22.7M
     # parameters took 16-25 ms fused against 93-134 ms with foreach on the 2-core CPU (docs/perf.md).

@@ -70,7 +70,33 @@ def test_vera_rows():
         assert set(cells) == {"sst2", "mrpc", "cola", "qnli", "rte", "stsb", "glue-avg"}
         six = [v for t, v in cells.items() if t != "glue-avg"]
         assert abs(sum(six) / 6 - cells["glue-avg"]) <= 0.05 + 1e-9    # the printed avg: the mean of the six
-    assert all("no MNLI init" in r.setting and r.split == "dev" for r in glue)
+    assert all(("no MNLI init" in r.setting) == (r.task in ("mrpc", "rte", "stsb")) for r in glue)
+    assert all(r.split == "dev" for r in glue)
     e2e = {(r.model, r.metric): r.value for r in rows if r.paper_table == "vera/Table 3"}
     assert e2e[("gpt2-medium", "bleu")] == 70.1 and e2e[("gpt2-large", "cider")] == 2.54
     assert len(e2e) == 10 and all(r.std is None for r in rows)
+
+
+def test_vera_cells_without_mnli_start_are_flagged_beside_the_difference():
+    """VeRA's MRPC / RTE / STS-B start from the pretrained model, LoRA's from MNLI: those cells say so; its other
+    cells and LoRA's carry no such flag (a setting shared by a whole row goes into the notes instead)."""
+    from bench.report.aggregate import Cell, Run, RowKey, Stat
+    from bench.report.tables import entry, index_paper
+
+    index = index_paper(read_paper(PAPER_CSV))
+
+    def cell(key: RowKey, task: str, metric: str) -> Cell:
+        run = Run(run_id="r", created_at="", status="ok", error="", line=2, text={}, num={})
+        stat = Stat(center=0.9, std=None, n=1, values=(0.9,), scale="fraction", higher_is_better=True, notes=())
+        return Cell(row=key, task=task, runs=(run,), expected_seeds=1, stats={("dev", metric): stat})
+
+    vera = RowKey(model="roberta-base", label="VeRA", method="vera", method_config="", recipe="paper",
+                  paper_table="vera/Table 2", paper_version="iclr-2024", paper_method="VeRA", paper_params="0.043M")
+    lora = RowKey(model="roberta-base", label="LoRA", method="lora", method_config="", recipe="paper",
+                  paper_table="lora/Table 2", paper_version="arxiv-v2", paper_method="LoRA", paper_params="0.3M")
+    rte = entry(cell(vera, "rte", "accuracy"), vera, "rte", "dev", "accuracy", "percent", index)
+    assert rte.paper == 78.7 and rte.diff == pytest.approx(90.0 - 78.7) and "no MNLI init" in rte.flags
+    sst2 = entry(cell(vera, "sst2", "accuracy"), vera, "sst2", "dev", "accuracy", "percent", index)
+    assert sst2.paper == 94.6 and "MNLI" not in sst2.flags
+    lora_rte = entry(cell(lora, "rte", "accuracy"), lora, "rte", "dev", "accuracy", "percent", index)
+    assert lora_rte.paper == 86.6 and "MNLI" not in lora_rte.flags

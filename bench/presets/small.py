@@ -20,6 +20,9 @@ ENCODER_METHODS = [
     ("Adapter^P (b=16)", "adapter", {"kind": "pfeiffer", "bottleneck": 16}, 1e-3),
     ("Prefix (len 5)", "prefix", {"length": 5}, 1e-3),
     ("Prompt (len 5)", "prompt", {"length": 5}, 1e-2),
+    ("(IA)^3", "ia3", {}, 1e-2),
+    ("DoRA (r=8)", "dora", {"r": 8, "alpha": 16}, 1e-3),
+    ("VeRA (r=16)", "vera", {"r": 16}, 1e-2),
 ]
 DECODER_METHODS = [
     ("FT", "full", {}, 1e-4),
@@ -29,6 +32,9 @@ DECODER_METHODS = [
     ("Adapter^L (b=8)", "adapter", {"kind": "lin", "bottleneck": 8}, 1e-3),
     ("Prefix (len 5)", "prefix", {"length": 5}, 1e-3),
     ("Prompt (len 5)", "prompt", {"length": 5}, 1e-2),
+    ("(IA)^3", "ia3", {}, 1e-2),
+    ("DoRA (r=4)", "dora", {"r": 4, "alpha": 32}, 1e-3),
+    ("VeRA (r=16)", "vera", {"r": 16}, 1e-2),
 ]
 # fp32: the tiny random models' STS-B outputs differ by less than bf16 resolves (bf16 made them constant)
 SMOKE_TRAIN = TrainConfig(epochs=2, batch_size=8, warmup_ratio=0.1, max_length=64, eval_batch_size=32,
