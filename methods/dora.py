@@ -153,7 +153,7 @@ class DoRA(LoRA):
     r: int = 8                            # rank
     alpha: float = 16.0                   # scaling = alpha / r
     dropout: float = 0.0                  # dropout on the LoRA input path
-    targets: tuple[str, ...] = ("q", "v")  # from lora.TARGETS: q k v o ffn_in ffn_out
+    targets: tuple[str, ...] = ("q", "v")  # from lora.TARGETS: q k v o gate ffn_in ffn_out (up, down: aliases)
 
     def apply(self, model: nn.Module, arch: Arch) -> nn.Module:
         freeze_all(model)

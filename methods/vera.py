@@ -23,7 +23,7 @@ from transformers.pytorch_utils import Conv1D
 
 from methods.base import Arch, MethodModule, UnsupportedFamily, freeze_all, get_module, set_module, unfreeze_head, \
     unfreeze_method_modules
-from methods.lora import TARGETS, adapted_layers
+from methods.lora import ALIASES, TARGETS, adapted_layers
 
 SHARED = "vera_projections"       # attribute of the task model holding the shared A and B
 
@@ -130,10 +130,10 @@ class VeRA:
     d_initial: float = 0.1                # initial value of every entry of d
     dropout: float = 0.0                  # dropout on the VeRA input path
     projection_seed: int = 0              # seed that generates A and B (PEFT's projection_prng_key)
-    targets: tuple[str, ...] = ("q", "v")  # from lora.TARGETS: q k v o ffn_in ffn_out
+    targets: tuple[str, ...] = ("q", "v")  # from lora.TARGETS: q k v o gate ffn_in ffn_out (up, down: aliases)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "targets", tuple(ALIASES.get(t, t) for t in self.targets))
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
             raise ValueError(f"vera.r must be an integer >= 1, got {self.r!r}")
         if not 0.0 <= self.dropout < 1.0:

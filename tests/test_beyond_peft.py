@@ -254,3 +254,54 @@ def test_vera_projections_follow_the_seed_not_the_global_rng():
     bound = (6.0 / d) ** 0.5                           # kaiming-uniform over fan_in = d_in
     assert a.vera_projections.vera_A.abs().max() <= bound and a.vera_projections.vera_A.abs().max() > 0.9 * bound
     assert "vera_A" not in a.state_dict() and not any("vera_A" in k for k in a.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------ Llama layout
+
+def _llama_pairs(ours, theirs, cls: str, ours_attr: str, theirs_attr: str):
+    return [(getattr(m, ours_attr), lambda get, n=n: get(getattr(inner(theirs, n), theirs_attr)["default"]).flatten())
+            for n, m in _named(ours, (cls,))]
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2"])
+def test_all_three_match_peft_on_the_llama_layout(name):
+    """Grouped-query attention (k, v narrower than q), a gated MLP (l_ff scales act(gate) * up), Qwen2's biases."""
+    probe, _ = build(name, "generate")
+    apply_method(probe, IA3())
+    layers = _named(probe, ("IA3Linear",))
+    ffn = [n for n, m in layers if m.feedforward]
+    assert len(ffn) == probe.config.num_hidden_layers and all(n.endswith("down_proj") for n in ffn)
+    ours, theirs, inputs = pair(name, "generate", IA3(), peft.IA3Config(target_modules=[n for n, _ in layers],
+                                                                         feedforward_modules=ffn))
+    steps_agree(ours, theirs, inputs, _llama_pairs(ours, theirs, "IA3Linear", "ia3_l", "ia3_l"))
+
+    method = DoRA(r=2, alpha=4.0, targets=("q", "k", "gate", "down"))
+    ours, theirs, inputs = pair(name, "generate", method, peft.LoraConfig(
+        r=2, lora_alpha=4, target_modules=["q_proj", "k_proj", "gate_proj", "down_proj"], use_dora=True))
+    gen = torch.Generator().manual_seed(8)
+    for n, m in _named(ours, ("DoRALinear",)):
+        ref = inner(theirs, n)
+        with torch.no_grad():
+            ref.lora_A["default"].weight.copy_(m.lora_A)
+            m.lora_B.copy_(torch.randn(m.lora_B.shape, generator=gen) * 0.1)
+            ref.lora_B["default"].weight.copy_(m.lora_B)
+    pairs = []
+    for ours_attr, theirs_attr in (("lora_A", "lora_A"), ("lora_B", "lora_B")):
+        pairs += [(getattr(m, ours_attr), lambda get, n=n, a=theirs_attr: get(getattr(inner(theirs, n), a)
+                                                                              ["default"].weight))
+                  for n, m in _named(ours, ("DoRALinear",))]
+    pairs += [(m.lora_magnitude, lambda get, n=n: get(inner(theirs, n).lora_magnitude_vector["default"].weight))
+              for n, m in _named(ours, ("DoRALinear",))]
+    steps_agree(ours, theirs, inputs, pairs)
+
+    ours, theirs, inputs = pair(name, "generate", VeRA(r=8, targets=("q", "v", "up")), peft.VeraConfig(
+        r=8, target_modules=["q_proj", "v_proj", "up_proj"]))
+    assert torch.equal(ours.vera_projections.vera_A, theirs.base_model.vera_A["default"])
+    assert torch.equal(ours.vera_projections.vera_B, theirs.base_model.vera_B["default"])
+    for n, m in _named(ours, ("VeRALinear",)):
+        with torch.no_grad():
+            m.vera_b.normal_(0, 0.1, generator=gen)
+            inner(theirs, n).vera_lambda_b["default"].copy_(m.vera_b)
+    pairs = (_llama_pairs(ours, theirs, "VeRALinear", "vera_d", "vera_lambda_d")
+             + _llama_pairs(ours, theirs, "VeRALinear", "vera_b", "vera_lambda_b"))
+    steps_agree(ours, theirs, inputs, pairs)

@@ -135,3 +135,15 @@ def test_deberta_xxlarge_is_fast():
     result = counts("deberta-v2-xxlarge", "bitfit")
     assert time.perf_counter() - start < 20
     assert result["total"] > 1_500_000_000
+
+
+def test_beyond_methods_on_the_llama_layout():
+    """SmolLM2-135M (30 layers, d 576, 3 key-value heads of 64: k, v out 192, gated FFN 1,536): (IA)^3 scales
+    k, v and down_proj's input; DoRA adds one magnitude per output feature; VeRA d_out + r per matrix."""
+    layers, d, kv, ffn = 30, 576, 3 * 64, 1536
+    assert counts("smollm2-135m", "ia3")["stored"] == layers * (kv + kv + ffn) == 57_600
+    lora = layers * (8 * (d + d) + 8 * (d + kv))
+    assert counts("smollm2-135m", "dora", ["r=8"])["stored"] == lora + layers * (d + kv) == 483_840
+    assert counts("smollm2-135m", "vera", ["r=256"])["stored"] == layers * ((d + 256) + (kv + 256)) == 38_400
+    assert counts("smollm2-135m", "vera", ["r=16", "targets=gate,up,down"])["stored"] == layers * (
+        2 * (ffn + 16) + (d + 16))

@@ -76,6 +76,18 @@ PEFT_CASES = [
     ("tiny-roberta", "sst2", "vera", {"r": 8, "projection_seed": 5}, "VERA"),
     ("tiny-bert", "sst2", "vera", {"r": 8, "targets": ("q", "v", "ffn_out")}, "VERA"),   # A, B sized to the FFN
     ("tiny-gpt2", "e2e", "vera", {"r": 8, "targets": ("v", "o")}, "VERA"),           # one slice of c_attn
+    ("tiny-llama", "e2e", "ia3", {}, "IA3"),                                         # l_ff on down_proj's input
+    ("tiny-qwen2", "e2e", "dora", {"r": 2, "alpha": 4.0, "targets": ("q", "k", "v", "gate", "up", "down")}, "LORA"),
+    ("tiny-llama", "e2e", "vera", {"r": 8, "targets": ("q", "k", "up")}, "VERA"),    # k narrower under GQA
+    # the Llama layout: grouped-query attention (prefix per key-value head), rotary positions, gated MLP
+    ("tiny-llama", "e2e", "lora", {"r": 2, "alpha": 8.0, "targets": ("q", "k", "v", "o", "gate", "up", "down")},
+     "LORA"),
+    ("tiny-qwen2", "e2e", "lora", {"r": 2, "alpha": 8.0}, "LORA"),
+    ("tiny-llama", "sst2", "lora", {"r": 2, "alpha": 4.0}, "LORA"),                 # head: score
+    ("tiny-llama", "e2e", "prefix", {"length": 3, "mlp_hidden": 16, "shift_positions": True}, "PREFIX_TUNING"),
+    ("tiny-qwen2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16, "shift_positions": True}, "PREFIX_TUNING"),
+    ("tiny-llama", "e2e", "prompt", {"length": 3}, "PROMPT_TUNING"),
+    ("tiny-qwen2", "e2e", "prompt", {"length": 3}, "PROMPT_TUNING"),
 ]
 
 
@@ -109,6 +121,9 @@ OWN_CASES = [
     ("tiny-roberta", "sst2", "prompt", {"length": 3}, "[CLS][prompt]"),
     ("tiny-gpt2", "e2e", "dora", {"r": 2, "alpha": 4.0}, "only some of its q/k/v slices"),
     ("tiny-gpt2", "e2e", "vera", {"r": 8}, "one d vector per layer"),
+    ("tiny-llama", "e2e", "adapter", {"kind": "houlsby", "bottleneck": 3}, "bottleneck adapters"),
+    ("tiny-qwen2", "e2e", "bitfit", {}, "BitFit"),
+    ("tiny-qwen2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16}, "shift_positions=false"),
 ]
 
 
