@@ -43,10 +43,12 @@ class DoRALinear(LoRALinear):
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return {**super().method_parameters(), "lora_magnitude": self.lora_magnitude}
 
-    def weight_norm(self) -> torch.Tensor:
-        """||W + s B A|| per output feature, detached (d_out)."""
+    def weight_norm(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """||W + s B A|| per output feature, detached (d_out), from W and s B A in `dtype` (the dtype the layer's
+        matmul runs in; default W's)."""
+        dtype = dtype or self.weight.dtype
         with torch.no_grad():
-            return torch.linalg.vector_norm(self.weight + super().delta_weight().to(self.weight.dtype), dim=1)
+            return torch.linalg.vector_norm(self.weight.to(dtype) + super().delta_weight().to(dtype), dim=1)
 
     def delta_weight(self) -> torch.Tensor:
         norm = self.weight_norm() if self.merged_norm is None else self.merged_norm
@@ -75,10 +77,11 @@ class DoRALinear(LoRALinear):
         xd = _dropped(self, x)
         base_d = base if xd is None else F.linear(xd, self.weight)
         xd = x if xd is None else xd
-        scale = self.lora_magnitude / self.weight_norm()
+        scale = self.lora_magnitude / self.weight_norm(base.dtype)
         update = F.linear(F.linear(xd, self.lora_A), self.lora_B) * self.scaling
         out = base + (scale - 1) * base_d + scale * update
-        return out if self.bias is None else out + self.bias
+        out = out if self.bias is None else out + self.bias
+        return out.to(base.dtype)           # in the base output's dtype, as PEFT
 
 
 class DoRAConv1D(LoRAConv1D):
@@ -95,10 +98,19 @@ class DoRAConv1D(LoRAConv1D):
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return {**super().method_parameters(), "lora_magnitude": self.lora_magnitude}
 
-    def weight_norm(self) -> torch.Tensor:
-        """||W + s B A|| per output feature of the adapted slices, detached (slices, chunk)."""
+    def update(self) -> torch.Tensor:
+        """s B A in Conv1D layout (d_in, d_out), zero outside the adapted slices, in the LoRA tensors' dtype."""
+        delta = self.lora_A.new_zeros(self.nx, self.n_chunks, self.chunk)
+        low = torch.einsum("scr,sri->isc", self.lora_B, self.lora_A) * self.scaling
+        delta[:, list(self.slices), :] = low.to(delta.dtype)
+        return delta.reshape(self.nx, self.nf)
+
+    def weight_norm(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """||W + s B A|| per output feature of the adapted slices, detached (slices, chunk), from W and s B A in
+        `dtype` (the dtype the layer's matmul runs in; default W's)."""
+        dtype = dtype or self.weight.dtype
         with torch.no_grad():
-            full = self.weight + super().delta_weight().to(self.weight.dtype)
+            full = self.weight.to(dtype) + self.update().to(dtype)
             norms = torch.linalg.vector_norm(full, dim=0).reshape(self.n_chunks, self.chunk)
             return norms[list(self.slices)]
 
@@ -111,20 +123,20 @@ class DoRAConv1D(LoRAConv1D):
 
     def delta_weight(self) -> torch.Tensor:
         norm = self.weight_norm() if self.merged_norm is None else self.merged_norm
-        return self._scale(norm) * (self.weight + super().delta_weight()) - self.weight
+        return self._scale(norm) * (self.weight + self.update()) - self.weight
 
     def merge(self) -> None:
         if not self.merged:
             with torch.no_grad():
                 norm = self.weight_norm()
-                self.weight.copy_(self._scale(norm) * (self.weight + super().delta_weight()))
+                self.weight.copy_(self._scale(norm) * (self.weight + self.update()))
                 self.merged_norm = norm
             self.merged = True
 
     def unmerge(self) -> None:
         if self.merged:
             with torch.no_grad():
-                self.weight.copy_(self.weight / self._scale(self.merged_norm) - super().delta_weight())
+                self.weight.copy_(self.weight / self._scale(self.merged_norm) - self.update())
             self.merged, self.merged_norm = False, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,8 +150,9 @@ class DoRAConv1D(LoRAConv1D):
         upd = torch.einsum("...sr,scr->...sc", low, self.lora_B) * self.scaling
         full = upd.new_zeros(*upd.shape[:-2], self.n_chunks, self.chunk)
         full[..., list(self.slices), :] = upd
-        scale = self._scale(self.weight_norm())
-        return base + (scale - 1) * base_d + scale * full.reshape(base.shape) + self.bias
+        scale = self._scale(self.weight_norm(base.dtype))
+        out = base + (scale - 1) * base_d + scale * full.reshape(base.shape) + self.bias
+        return out.to(base.dtype)           # in the base output's dtype, as PEFT
 
     def __repr__(self) -> str:
         return f"DoRAConv1D(nf={self.nf}, nx={self.nx}, r={self.r}, slices={self.slices} of {self.n_chunks})"

@@ -40,10 +40,11 @@ class IA3Linear(nn.Linear, MethodModule):
     def method_parameters(self) -> dict[str, nn.Parameter]:
         return {"ia3_l": self.ia3_l}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:   # rescaled values keep their dtype, as in PEFT
         if self.feedforward:
-            return F.linear(x * self.ia3_l, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias) * self.ia3_l
+            return F.linear((x * self.ia3_l).to(x.dtype), self.weight, self.bias)
+        out = F.linear(x, self.weight, self.bias)
+        return (out * self.ia3_l).to(out.dtype)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, ia3={'input' if self.feedforward else 'output'}"
@@ -74,8 +75,9 @@ class IA3Conv1D(Conv1D, MethodModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.feedforward:
-            return super().forward(x * self.ia3_l)
-        return super().forward(x) * self.output_scale()
+            return super().forward((x * self.ia3_l).to(x.dtype))
+        out = super().forward(x)
+        return (out * self.output_scale()).to(out.dtype)
 
     def __repr__(self) -> str:
         where = "input" if self.feedforward else f"slices {self.slices} of {self.n_chunks}"

@@ -71,7 +71,8 @@ class VeRALinear(nn.Linear, MethodModule):
         shared = self._shared[0]
         a, b = shared.vera_A[:, :self.in_features], shared.vera_B[:self.out_features]
         low = F.linear(self.vera_dropout(x), a) * self.vera_d
-        return F.linear(x, self.weight, self.bias) + F.linear(low, b) * self.vera_b
+        out = F.linear(x, self.weight, self.bias)
+        return out + (F.linear(low, b) * self.vera_b).to(out.dtype)   # in the base output's dtype, as PEFT
 
 
 class VeRAConv1D(Conv1D, MethodModule):
@@ -100,7 +101,7 @@ class VeRAConv1D(Conv1D, MethodModule):
         a = shared.vera_A[:, :self.nx]
         b = shared.vera_B[:self.nf].reshape(self.n_chunks, self.chunk, -1)[list(self.slices)]   # (S, chunk, r)
         low = F.linear(self.vera_dropout(x), a)                                                # (..., r)
-        upd = torch.einsum("...sr,scr->...sc", low.unsqueeze(-2) * self.vera_d, b) * self.vera_b
+        upd = (torch.einsum("...sr,scr->...sc", low.unsqueeze(-2) * self.vera_d, b) * self.vera_b).to(out.dtype)
         if len(self.slices) == self.n_chunks:
             return out + upd.reshape(out.shape)
         full = out.new_zeros(*out.shape[:-1], self.n_chunks, self.chunk)
