@@ -16,6 +16,12 @@ smaller than its base model) and writes, in `out`:
     head, the width PEFT gives it);
   - soft prompts on a decoder's causal LM ([prompt][tokens], as PEFT). PEFT's logits include the prompt positions
     in front; ours drop them.
+  - (IA)^3 on every family, with explicit target and feed-forward module lists (exactly our layers); on GPT-2's
+    fused c_attn one vector over q, k, v with ones on the slices we do not scale;
+  - DoRA as PEFT's LoRA with use_dora (the magnitudes too), except on a fused qkv projection adapted on only
+    some of its slices (PEFT would need the other slices' pretrained norms);
+  - VeRA as PEFT's VeRA from the same projection seed, except on a fused qkv projection adapted on more than
+    one slice (PEFT has one d vector per layer; ours has one per slice, as the VeRA paper counts them).
 - otherwise the suite's own format: `method_state.safetensors` (the `methods.method_state_dict` names) and
   `method_config.json` (method, model, task, and why PEFT's format was not used). Load it by applying the same
   method to the same model and calling `methods.load_method_state`. PEFT has no bottleneck adapters, BitFit,
@@ -40,7 +46,7 @@ OWN_CONFIG = "method_config.json"
 class Exported:
     out: Path
     format: str                           # "peft" | "peft-bench"
-    peft_type: str | None                 # LORA | PREFIX_TUNING | PROMPT_TUNING (PEFT format)
+    peft_type: str | None                 # LORA | IA3 | VERA | PREFIX_TUNING | PROMPT_TUNING (PEFT format)
     files: list[str] = field(default_factory=list)
     reason: str = ""                      # why PEFT's format was not used
 
@@ -95,7 +101,20 @@ def _structure(name: str, kind: str, num_labels: int, method):
 def _peft_reason(method, arch, kind: str) -> str | None:
     """None when PEFT computes the same function as `method` on this family and kind; else why not."""
     name = method.name
-    if name == "lora":
+    fused = arch.qkv is not None and any(t in ("q", "k", "v") for t in getattr(method, "targets", ()))
+    n_slices = sum(t in ("q", "k", "v") for t in getattr(method, "targets", ()))
+    if name in ("lora", "ia3"):
+        return None
+    if name == "dora":
+        if fused and n_slices < 3:
+            return ("PEFT's DoRA on the fused qkv projection normalises all of its output features; the run adapted "
+                    "only some of its q/k/v slices, and the others' magnitude (the pretrained weight's norms) is not "
+                    "part of the run's state (targets with all of q, k, v export in PEFT's format)")
+        return None
+    if name == "vera":
+        if fused and n_slices > 1:
+            return ("PEFT's VeRA has one d vector per layer; the run trained one per q/k/v slice of the fused qkv "
+                    "projection, which PEFT cannot hold")
         return None
     if name == "prefix":
         if not arch.decoder or kind != "generate":

@@ -14,8 +14,8 @@ from bench.config import ConfigError
 
 
 def write_peft(model: nn.Module, arch, method, spec, task, out: Path) -> str:
-    """Write `model`'s method state (LoRA, a decoder's prefix or soft prompt) in PEFT's format; returns its
-    peft_type."""
+    """Write `model`'s method state (LoRA, DoRA, (IA)^3, VeRA, a decoder's prefix or soft prompt) in PEFT's
+    format; returns its peft_type."""
     try:
         import peft
     except ImportError:
@@ -32,8 +32,12 @@ def write_peft(model: nn.Module, arch, method, spec, task, out: Path) -> str:
         for path in heads:
             get_module(base, path).load_state_dict(get_module(model, path).state_dict())
     task_type = peft.TaskType.CAUSAL_LM if task.kind == "generate" else peft.TaskType.SEQ_CLS
-    if method.name == "lora":
+    if method.name in ("lora", "dora"):
         config, fill = _lora(peft, model, method, task_type, heads)
+    elif method.name == "ia3":
+        config, fill = _ia3(peft, model, task_type, heads)
+    elif method.name == "vera":
+        config, fill = _vera(peft, model, method, task_type, heads)
     elif method.name == "prefix":
         config, fill = _prefix(peft, model, method, task_type)
     elif method.name == "prompt":
@@ -62,16 +66,20 @@ def _has(model: nn.Module, path: str) -> bool:
 
 def _lora(peft, model, method, task_type, heads):
     """One PEFT LoRA per LoRA layer of ours. A fused layer with updates on k of its slices: rank r*k, alpha
-    alpha*k (the same scaling), A stacked, B block-diagonal over the adapted slices."""
+    alpha*k (the same scaling), A stacked, B block-diagonal over the adapted slices. DoRA (use_dora): the
+    magnitude of every output feature too, so a fused layer is exported only with all its slices adapted."""
     from methods.lora import LoRAConv1D, LoRALinear
 
     tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    magnitudes: dict[str, torch.Tensor] = {}
     shape: dict[str, tuple[int, float]] = {}
     conv1d = False                              # transformers' Conv1D (x W + b): PEFT's fan_in_fan_out
     for name, layer in model.named_modules():
         if isinstance(layer, LoRALinear):
             tensors[name] = (layer.lora_A.detach(), layer.lora_B.detach())
             shape[name] = (layer.r, float(method.alpha))
+            if hasattr(layer, "lora_magnitude"):
+                magnitudes[name] = layer.lora_magnitude.detach()
         elif isinstance(layer, LoRAConv1D):
             k, r = len(layer.slices), layer.r
             a = layer.lora_A.detach().reshape(k * r, layer.nx)
@@ -81,6 +89,10 @@ def _lora(peft, model, method, task_type, heads):
             tensors[name] = (a, b)
             shape[name] = (k * r, float(method.alpha) * k)
             conv1d = True
+            if hasattr(layer, "lora_magnitude"):
+                if tuple(layer.slices) != tuple(range(layer.n_chunks)):
+                    raise ValueError(f"export: DoRA on slices {layer.slices} of {name}: PEFT normalises all of it")
+                magnitudes[name] = layer.lora_magnitude.detach().reshape(-1)
     if not tensors:
         raise ValueError("export: the model has no LoRA layers")
     (r, alpha), _ = Counter(shape.values()).most_common(1)[0]
@@ -88,7 +100,7 @@ def _lora(peft, model, method, task_type, heads):
         task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=float(method.dropout), bias="none",
         target_modules=sorted(tensors), fan_in_fan_out=conv1d, modules_to_save=list(heads) or None,
         rank_pattern={n: s[0] for n, s in shape.items() if s != (r, alpha)},
-        alpha_pattern={n: s[1] for n, s in shape.items() if s != (r, alpha)},
+        alpha_pattern={n: s[1] for n, s in shape.items() if s != (r, alpha)}, use_dora=(method.name == "dora"),
     )
 
     def fill(peft_model) -> None:
@@ -97,9 +109,76 @@ def _lora(peft, model, method, task_type, heads):
             layer = inner.get_submodule(name)
             layer.lora_A["default"].weight.copy_(a)
             layer.lora_B["default"].weight.copy_(b)
+            if name in magnitudes:
+                layer.lora_magnitude_vector["default"].weight.copy_(magnitudes[name])
             if layer.scaling["default"] != shape[name][1] / shape[name][0]:
                 raise ValueError(f"export: PEFT's scaling of {name} is {layer.scaling['default']}, ours "
                                  f"{shape[name][1] / shape[name][0]}")
+    return config, fill
+
+
+def _ia3(peft, model, task_type, heads):
+    """PEFT's (IA)^3 on exactly our layers (explicit target and feed-forward module lists). A fused qkv layer
+    with vectors on some slices: one vector over all its outputs, ones on the other slices."""
+    from methods.ia3 import IA3Conv1D, IA3Linear
+
+    vectors: dict[str, torch.Tensor] = {}
+    feedforward, conv1d = [], False
+    for name, layer in model.named_modules():
+        if isinstance(layer, IA3Linear):
+            vectors[name] = layer.ia3_l.detach()
+        elif isinstance(layer, IA3Conv1D):
+            vectors[name] = layer.ia3_l.detach() if layer.feedforward else layer.output_scale().detach()
+            conv1d = True
+        else:
+            continue
+        if layer.feedforward:
+            feedforward.append(name)
+    if not vectors:
+        raise ValueError("export: the model has no (IA)^3 layers")
+    config = peft.IA3Config(task_type=task_type, target_modules=sorted(vectors),
+                            feedforward_modules=sorted(feedforward), fan_in_fan_out=conv1d,
+                            modules_to_save=list(heads) or None)
+
+    def fill(peft_model) -> None:
+        inner = peft_model.base_model.model
+        for name, vector in vectors.items():
+            target = inner.get_submodule(name).ia3_l["default"]
+            target.copy_(vector.reshape(target.shape))
+    return config, fill
+
+
+def _vera(peft, model, method, task_type, heads):
+    """PEFT's VeRA on exactly our layers, from the same projection seed (PEFT regenerates A and B as ours). A
+    fused qkv layer is exported with one adapted slice only: its d, and its b on that slice's rows (zeros on the
+    others)."""
+    from methods.vera import VeRAConv1D, VeRALinear
+
+    vectors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    conv1d = False
+    for name, layer in model.named_modules():
+        if isinstance(layer, VeRALinear):
+            vectors[name] = (layer.vera_d.detach(), layer.vera_b.detach())
+        elif isinstance(layer, VeRAConv1D):
+            if len(layer.slices) != 1:
+                raise ValueError(f"export: VeRA on slices {layer.slices} of {name}: PEFT has one d per layer")
+            b = layer.vera_b.new_zeros(layer.n_chunks, layer.chunk)
+            b[layer.slices[0]] = layer.vera_b.detach()[0]
+            vectors[name] = (layer.vera_d.detach()[0], b.reshape(-1))
+            conv1d = True
+    if not vectors:
+        raise ValueError("export: the model has no VeRA layers")
+    config = peft.VeraConfig(task_type=task_type, r=method.r, target_modules=sorted(vectors),
+                             projection_prng_key=method.projection_seed, vera_dropout=float(method.dropout),
+                             d_initial=float(method.d_initial), fan_in_fan_out=conv1d, save_projection=True,
+                             modules_to_save=list(heads) or None)
+
+    def fill(peft_model) -> None:
+        inner = peft_model.base_model.model
+        for name, (d, b) in vectors.items():
+            layer = inner.get_submodule(name)
+            layer.vera_lambda_d["default"].copy_(d)
+            layer.vera_lambda_b["default"].copy_(b)
     return config, fill
 
 

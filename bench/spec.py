@@ -17,7 +17,8 @@ from bench.config import ConfigError, override, parse_assignment
 SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders are not mistaken for new runs
 # Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
 # did before they existed), so existing run folders keep their ids.
-_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True, "tf32": False}
+_LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True, "tf32": False,
+                       "head_lr": 0.0}
 # Method fields added after version 1, with the value that computes what runs did before they existed: left out of
 # the run_id at that value, so existing run folders keep their ids.
 _LATER_METHOD_FIELDS = {"prefix": {"shift_positions": False}}
@@ -28,6 +29,8 @@ class TrainConfig:
     """Training settings. Every default on its own line, with its unit."""
 
     lr: float = 1e-4                       # peak learning rate (AdamW), per optimizer step
+    head_lr: float = 0.0                   # peak learning rate of the task head; 0: the same as lr (VeRA's recipes
+    #                                        give the head its own)
     epochs: int = 3                        # passes over the (possibly subsampled) training set
     batch_size: int = 16                   # examples per micro-batch, per device
     grad_accum: int = 1                    # micro-batches per optimizer step
@@ -67,6 +70,7 @@ class TrainConfig:
 # TrainConfig is made (a preset, `--set`), before any run folder exists.
 _RANGES = (
     ("lr", lambda v: 0 < v < float("inf"), "a learning rate > 0"),
+    ("head_lr", lambda v: 0 <= v < float("inf"), "a learning rate >= 0 (0: the head trains at lr)"),
     ("epochs", lambda v: v >= 1, "at least 1 epoch"),
     ("batch_size", lambda v: v >= 1, "at least 1 example per micro-batch"),
     ("grad_accum", lambda v: v >= 1, "at least 1 micro-batch per optimizer step"),

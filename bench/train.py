@@ -6,7 +6,8 @@ Public pieces (also used by the perf benchmark):
   CUDA sm_80+ and CPUs with bf16 matmul units, fp16 with loss scaling on older CUDA cards, else fp32), grad
   accumulation. `fit` and `train_steps` keep the frozen base's matmul weights in bf16 / fp16.
 - `prepare(accelerator, model, optimizer, loader)`: accelerate's, with DDP batches sharded by bench.data.
-- `make_optimizer(model, cfg)`: AdamW over trainable fp32 parameters only (fused), no decay on biases/norms.
+- `make_optimizer(model, cfg)`: AdamW over trainable fp32 parameters only (fused), no decay on biases/norms;
+  the task head (its family's `Arch.head`) at cfg.head_lr when that is > 0.
 - one pass of the loop: `bench.loop`.
 - `make_scheduler(optimizer, cfg, total_steps)`: linear warmup, then linear decay to 0 or constant.
 - `train_steps(model, loader, kind=..., cfg=..., max_steps=N)`: exactly N optimizer steps, for benchmarks.
@@ -94,10 +95,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
                          f"fp32 (load the model with dtype=torch.float32; mixed precision comes from autocast)")
     norm_params = {id(p) for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.Embedding))
                    for p in m.parameters(recurse=False)}
-    decay = [p for n, p in named if p.ndim >= 2 and id(p) not in norm_params]
-    no_decay = [p for n, p in named if not (p.ndim >= 2 and id(p) not in norm_params)]
-    groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    head = set()
+    if cfg.head_lr > 0:
+        from methods import arch_of
+        from methods.base import head_parameters
+
+        head = {id(p) for p in head_parameters(model, arch_of(model))}
+    groups = []
+    for in_head, lr in ((False, cfg.lr), (True, cfg.head_lr)):   # the head's own lr only when head_lr > 0
+        part = [(n, p) for n, p in named if (id(p) in head) == in_head]
+        decay = [p for n, p in part if p.ndim >= 2 and id(p) not in norm_params]
+        no_decay = [p for n, p in part if not (p.ndim >= 2 and id(p) not in norm_params)]
+        groups += [g for g in ({"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
+                               {"params": no_decay, "weight_decay": 0.0, "lr": lr}) if g["params"]]
     kwargs = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     # The fused kernel exists for CUDA and, since torch 2.4, for CPU: one AdamW step over MiniLM's 22.7M
     # parameters took 16-25 ms fused against 93-134 ms with foreach on the 2-core CPU (docs/perf.md).

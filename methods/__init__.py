@@ -10,12 +10,15 @@ import typing
 from methods.adapter import Adapter
 from methods.base import ARCHES, Arch, Method, MethodModule, ParamCounts, UnsupportedFamily, arch_of
 from methods.bitfit import BitFit
+from methods.dora import DoRA
 from methods.counting import count_params, load_method_state, method_state_dict
 from methods.full import Full
+from methods.ia3 import IA3
 from methods.lora import LoRA, merge, unmerge
 from methods.prefix import Prefix, finalize
 from methods.prompt import Prompt
 from methods.top_k import TopK
+from methods.vera import VeRA
 
 METHODS: dict[str, type] = {
     "full": Full,
@@ -25,6 +28,9 @@ METHODS: dict[str, type] = {
     "adapter": Adapter,
     "prefix": Prefix,
     "prompt": Prompt,
+    "ia3": IA3,
+    "dora": DoRA,
+    "vera": VeRA,
 }
 
 

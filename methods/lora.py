@@ -155,42 +155,53 @@ class LoRA:
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(ALIASES.get(t, t) for t in self.targets))
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"lora.r must be an integer >= 1, got {self.r!r}")
+            raise ValueError(f"{self.name}.r must be an integer >= 1, got {self.r!r}")
         if not self.alpha > 0:
-            raise ValueError(f"lora.alpha must be > 0, got {self.alpha!r}")
+            raise ValueError(f"{self.name}.alpha must be > 0, got {self.alpha!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ValueError(f"{self.name}.dropout must be in [0, 1), got {self.dropout!r}")
         unknown = [t for t in self.targets if t not in TARGETS]
         if not self.targets or unknown or len(set(self.targets)) != len(self.targets):
             raise ValueError(
-                f"lora.targets must be distinct names from {', '.join(TARGETS)} (up = ffn_in, down = ffn_out), "
+                f"{self.name}.targets must be distinct names from {', '.join(TARGETS)} (up = ffn_in, "
+                f"down = ffn_out), "
                 f"got {', '.join(self.targets) or '()'}"
             )
 
     def apply(self, model: nn.Module, arch: Arch) -> nn.Module:
         freeze_all(model)
-        fused = [t for t in ("q", "k", "v") if t in self.targets and getattr(arch, t) is None]
-        if fused and arch.qkv is None:
-            raise UnsupportedFamily(f"lora: family {arch.family} has neither {fused[0]} nor a fused qkv projection")
-        missing = [t for t in self.targets if t not in ("q", "k", "v") and getattr(arch, _ARCH_FIELD[t]) is None]
-        if missing:
-            raise UnsupportedFamily(f"lora: family {arch.family} has no {missing[0]} projection "
-                                    f"(arch.{_ARCH_FIELD[missing[0]]} is unset; its FFN is not gated)")
-        for i, block in enumerate(blocks_of(model, arch)):
-            for target in self.targets:
-                if target in fused:
-                    continue
-                path = getattr(arch, _ARCH_FIELD[target])
-                where = f"{arch.blocks}.{i}.{path}"
-                set_module(block, path, _wrap(get_module(block, path), where, self.r, self.alpha, self.dropout))
-            if fused:
-                where = f"{arch.blocks}.{i}.{arch.qkv}"
-                slices = tuple("qkv".index(t) for t in fused)
-                layer = _wrap(get_module(block, arch.qkv), where, self.r, self.alpha, self.dropout, 3, slices)
-                set_module(block, arch.qkv, layer)
+        for block, path, where, slices in adapted_layers(model, arch, self.name, self.targets):
+            layer = get_module(block, path)
+            if slices is None:
+                new = _wrap(layer, where, self.r, self.alpha, self.dropout)
+            else:
+                new = _wrap(layer, where, self.r, self.alpha, self.dropout, 3, slices)
+            set_module(block, path, new)
         unfreeze_method_modules(model)
         unfreeze_head(model, arch)
         return model
+
+
+def adapted_layers(model: nn.Module, arch: Arch, method: str, targets: tuple[str, ...]):
+    """The layers that `targets` (names from TARGETS) name in every block, in block order: (block, block-relative
+    path, full path, slices). slices is None for a projection of its own, else the indices of the chosen q/k/v
+    slices (0, 1, 2) of the family's fused qkv projection (GPT-2's c_attn), which comes last in its block."""
+    fused = [t for t in ("q", "k", "v") if t in targets and getattr(arch, t) is None]
+    if fused and arch.qkv is None:
+        raise UnsupportedFamily(f"{method}: family {arch.family} has neither {fused[0]} nor a fused qkv projection")
+    missing = [t for t in targets if t not in ("q", "k", "v") and getattr(arch, _ARCH_FIELD[t]) is None]
+    if missing:
+        raise UnsupportedFamily(f"{method}: family {arch.family} has no {missing[0]} projection "
+                                f"(arch.{_ARCH_FIELD[missing[0]]} is unset; its FFN is not gated)")
+    out = []
+    for i, block in enumerate(blocks_of(model, arch)):
+        for target in targets:
+            if target not in fused:
+                path = getattr(arch, _ARCH_FIELD[target])
+                out.append((block, path, f"{arch.blocks}.{i}.{path}", None))
+        if fused:
+            out.append((block, arch.qkv, f"{arch.blocks}.{i}.{arch.qkv}", tuple("qkv".index(t) for t in fused)))
+    return out
 
 
 def _lora_layers(model: nn.Module) -> list[nn.Module]:

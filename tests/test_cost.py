@@ -58,7 +58,7 @@ def test_the_shipped_byte_lengths_are_those_of_the_fixtures():
 def test_rows_add_up_and_precision_and_calibration_change_the_price():
     specs = plan("minilm-glue")
     runs, rows, total = grid_cost(specs, CPU)
-    assert total.runs == 48 and sum(r.runs for r in rows) == 48  # 2 tasks x 8 methods x 3 seeds
+    assert total.runs == 66 and sum(r.runs for r in rows) == 66  # 2 tasks x 11 methods x 3 seeds
     assert total.seconds == pytest.approx(sum(c.seconds for c in runs.values()))
     first = specs[0]
     c = runs[first.run_id]
@@ -76,3 +76,16 @@ def test_generation_runs_count_beams_and_new_tokens():
     specs = plan("nlg-gpt2-medium", tasks=["e2e"], methods=["prefix"], seeds=[0])
     c = run_cost(specs[0], GPUS["a100"])
     assert c.generated_tokens > 0 and c.eval_passes >= 2 and c.peak_mem_gb > 1
+
+
+def test_beyond_methods_priced_with_their_exact_trained_counts():
+    """The planner's closed forms for ia3, dora and vera give `peft-bench params`'s trained counts."""
+    from bench.commands.params import counts
+    from bench.cost.flops import method_cost, shape_of
+
+    for model in ("roberta-base", "gpt2-medium", "minilm-l6"):
+        for method, config, settings in (("ia3", {}, []), ("dora", {"r": 8}, ["r=8"]),
+                                         ("vera", {"r": 256, "targets": ("q", "v", "ffn_in")},
+                                          ["r=256", "targets=q,v,ffn_in"])):
+            assert method_cost(method, config, shape_of(model)).trained == counts(model, method, settings)[
+                "trained"], (model, method)

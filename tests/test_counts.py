@@ -33,6 +33,16 @@ PAPER_COUNTS = [
     ("roberta-base", "adapter", ["kind=pfeiffer", "bottleneck=48"], 894_528),
     ("roberta-base", "adapter", ["kind=houlsby", "bottleneck=8"], 313_536),
     ("roberta-base", "adapter", ["kind=houlsby", "bottleneck=24"], 903_744),
+    # beyond the lecture (docs/methods.md): (IA)^3 12 x (768 + 768 + 3072); DoRA = LoRA + 24 x 768 magnitudes;
+    # VeRA L_tuned x (d_out + r), its paper's 0.043M / 0.061M / 0.098M / 0.17M
+    ("roberta-base", "ia3", [], 55_296),
+    ("roberta-base", "dora", ["r=8"], 294_912 + 24 * 768),
+    ("roberta-base", "vera", ["r=1024"], 43_008),
+    ("roberta-large", "vera", ["r=256"], 61_440),
+    ("gpt2-medium", "vera", ["r=1024"], 98_304),
+    ("gpt2-large", "vera", ["r=1024"], 165_888),
+    ("gpt2-medium", "ia3", [], 24 * (1024 + 1024 + 4096)),
+    ("gpt2-medium", "dora", ["r=4"], 393_216 + 48 * 1024),
 ]
 
 
@@ -79,6 +89,15 @@ def test_closed_form(model):
     assert sub == layers * (3 * d + ffn)
     if family != "gpt2":   # BitFit's own subset: query and intermediate (b_q, b_m2) biases
         assert counts(model, "bitfit", ["subset=query,intermediate"])["stored"] == layers * (d + ffn)
+    # (IA)^3: l_k, l_v, l_ff per layer; DoRA: LoRA plus one magnitude per output feature of each adapted matrix;
+    # VeRA: d_out + r per adapted matrix (the shared A, B are regenerated from the seed, not stored)
+    assert counts(model, "ia3")["stored"] == layers * (d + d + ffn)
+    assert counts(model, "ia3", ["targets=ffn"])["stored"] == layers * ffn
+    assert counts(model, "dora", ["r=8"])["stored"] == layers * 2 * (8 * (d + d) + d)
+    assert counts(model, "dora", ["r=2", "targets=q,ffn_in"])["stored"] == layers * (2 * (d + d) + d
+                                                                                      + 2 * (d + ffn) + ffn)
+    assert counts(model, "vera", ["r=64"])["stored"] == layers * 2 * (d + 64)
+    assert counts(model, "vera", ["r=16", "targets=q,ffn_in,ffn_out"])["stored"] == layers * (3 * 16 + d + ffn + d)
 
 
 @pytest.mark.parametrize("model,kind,head", [
@@ -116,3 +135,15 @@ def test_deberta_xxlarge_is_fast():
     result = counts("deberta-v2-xxlarge", "bitfit")
     assert time.perf_counter() - start < 20
     assert result["total"] > 1_500_000_000
+
+
+def test_beyond_methods_on_the_llama_layout():
+    """SmolLM2-135M (30 layers, d 576, 3 key-value heads of 64: k, v out 192, gated FFN 1,536): (IA)^3 scales
+    k, v and down_proj's input; DoRA adds one magnitude per output feature; VeRA d_out + r per matrix."""
+    layers, d, kv, ffn = 30, 576, 3 * 64, 1536
+    assert counts("smollm2-135m", "ia3")["stored"] == layers * (kv + kv + ffn) == 57_600
+    lora = layers * (8 * (d + d) + 8 * (d + kv))
+    assert counts("smollm2-135m", "dora", ["r=8"])["stored"] == lora + layers * (d + kv) == 483_840
+    assert counts("smollm2-135m", "vera", ["r=256"])["stored"] == layers * ((d + 256) + (kv + 256)) == 38_400
+    assert counts("smollm2-135m", "vera", ["r=16", "targets=gate,up,down"])["stored"] == layers * (
+        2 * (ffn + 16) + (d + 16))

@@ -1,6 +1,7 @@
 """`peft-bench export`: a run's method state in PEFT's own format gives our logits through
 `PeftModel.from_pretrained(base, OUT)` (LoRA on RoBERTa, BERT and GPT-2's fused c_attn, prefix and soft prompt on
-a GPT-2 causal LM); methods PEFT lacks are written in the suite's format and load back exactly."""
+a GPT-2 causal LM, (IA)^3, DoRA and VeRA); methods PEFT lacks are written in the suite's format and load back
+exactly."""
 from __future__ import annotations
 
 import copy
@@ -67,6 +68,17 @@ PEFT_CASES = [
     ("tiny-gpt2", "e2e", "lora", {"r": 2, "alpha": 8.0, "targets": ("q", "v", "o")}, "LORA"),   # mixed ranks
     ("tiny-gpt2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16, "shift_positions": True}, "PREFIX_TUNING"),
     ("tiny-gpt2", "e2e", "prompt", {"length": 3}, "PROMPT_TUNING"),
+    ("tiny-roberta", "sst2", "ia3", {}, "IA3"),
+    ("tiny-bert", "sst2", "ia3", {}, "IA3"),
+    ("tiny-gpt2", "e2e", "ia3", {}, "IA3"),                                          # k, v slices of c_attn
+    ("tiny-roberta", "sst2", "dora", {"r": 2, "alpha": 4.0}, "LORA"),
+    ("tiny-gpt2", "e2e", "dora", {"r": 2, "alpha": 8.0, "targets": ("q", "k", "v", "o")}, "LORA"),
+    ("tiny-roberta", "sst2", "vera", {"r": 8, "projection_seed": 5}, "VERA"),
+    ("tiny-bert", "sst2", "vera", {"r": 8, "targets": ("q", "v", "ffn_out")}, "VERA"),   # A, B sized to the FFN
+    ("tiny-gpt2", "e2e", "vera", {"r": 8, "targets": ("v", "o")}, "VERA"),           # one slice of c_attn
+    ("tiny-llama", "e2e", "ia3", {}, "IA3"),                                         # l_ff on down_proj's input
+    ("tiny-qwen2", "e2e", "dora", {"r": 2, "alpha": 4.0, "targets": ("q", "k", "v", "gate", "up", "down")}, "LORA"),
+    ("tiny-llama", "e2e", "vera", {"r": 8, "targets": ("q", "k", "up")}, "VERA"),    # k narrower under GQA
     # the Llama layout: grouped-query attention (prefix per key-value head), rotary positions, gated MLP
     ("tiny-llama", "e2e", "lora", {"r": 2, "alpha": 8.0, "targets": ("q", "k", "v", "o", "gate", "up", "down")},
      "LORA"),
@@ -107,6 +119,8 @@ OWN_CASES = [
     ("tiny-roberta", "sst2", "prefix", {"length": 3, "mlp_hidden": 16}, "past_key_values"),
     ("tiny-gpt2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16}, "shift_positions=false"),
     ("tiny-roberta", "sst2", "prompt", {"length": 3}, "[CLS][prompt]"),
+    ("tiny-gpt2", "e2e", "dora", {"r": 2, "alpha": 4.0}, "only some of its q/k/v slices"),
+    ("tiny-gpt2", "e2e", "vera", {"r": 8}, "one d vector per layer"),
     ("tiny-llama", "e2e", "adapter", {"kind": "houlsby", "bottleneck": 3}, "bottleneck adapters"),
     ("tiny-qwen2", "e2e", "bitfit", {}, "BitFit"),
     ("tiny-qwen2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16}, "shift_positions=false"),

@@ -144,10 +144,12 @@ def test_a_failing_run_records_a_failed_row(tmp_path):
 
 def test_method_overrides_apply_to_the_methods_that_have_the_field():
     specs = plan("glue-roberta-base", overrides=["method.r=16"], tasks=["sst2"], seeds=[0])
-    assert {s.method_config.get("r") for s in specs if s.method == "lora"} == {16}
-    assert all("r" not in s.method_config for s in specs if s.method != "lora")
-    plain = {s.run_id for s in plan("glue-roberta-base", tasks=["sst2"], seeds=[0]) if s.method != "lora"}
-    assert plain == {s.run_id for s in specs if s.method != "lora"}
+    with_r = ("lora", "vera")           # the methods of this grid with an `r` field
+    assert {s.method_config.get("r") for s in specs if s.method in with_r} == {16}
+    assert {s.method for s in specs if s.method in with_r} == set(with_r)
+    assert all("r" not in s.method_config for s in specs if s.method not in with_r)
+    plain = {s.run_id for s in plan("glue-roberta-base", tasks=["sst2"], seeds=[0]) if s.method not in with_r}
+    assert plain == {s.run_id for s in specs if s.method not in with_r}
     with pytest.raises(ConfigError, match="no method in this grid has a field 'rank'"):
         plan("glue-roberta-base", overrides=["method.rank=16"])
 

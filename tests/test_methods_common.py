@@ -17,7 +17,8 @@ torch.set_num_threads(1)
 MODELS = [("tiny-roberta", "classify"), ("tiny-bert", "classify"), ("tiny-deberta", "classify"),
           ("tiny-gpt2", "generate"), ("tiny-gpt2", "classify"), ("tiny-llama", "generate"), ("tiny-llama", "classify"),
           ("tiny-qwen2", "generate"), ("tiny-qwen2", "classify"), ("tiny-mistral", "generate")]
-ZERO_AT_INIT = {"full", "topk", "bitfit", "lora", "adapter"}   # outputs unchanged right after apply
+# outputs unchanged right after apply
+ZERO_AT_INIT = {"full", "topk", "bitfit", "lora", "adapter", "ia3", "dora", "vera"}
 
 
 def build(model_name: str, kind: str, seed: int = 0):

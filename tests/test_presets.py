@@ -24,11 +24,11 @@ def test_preset_plans_and_validates(name):
 
 def test_glue_roberta_base_grid():
     specs = plan("glue-roberta-base")
-    assert len(specs) == 8 * 5 * 5
+    assert len(specs) == 8 * 5 * 5 + 6 * 5            # + VeRA's row of its Table 2 on six tasks
     rows = Counter((s.display, s.task) for s in specs)
     assert set(rows.values()) == {5}
     assert len({s.task for s in specs}) == 8
-    assert {s.paper_method for s in specs} == {"FT", "BitFit", "AdptD", "LoRA"}
+    assert {s.paper_method for s in specs} == {"FT", "BitFit", "AdptD", "LoRA", "VeRA"}
     assert {(s.paper_method, s.paper_params) for s in specs} >= {("AdptD", "0.3M"), ("AdptD", "0.9M")}
     by_id = {s.run_id: s for s in specs}
     lora = [s for s in specs if s.method == "lora"]
@@ -42,6 +42,13 @@ def test_glue_roberta_base_grid():
     # dependencies run first
     position = {s.run_id: i for i, s in enumerate(specs)}
     assert all(position[s.init_from] < position[s.run_id] for s in specs if s.init_from)
+    vera = {s.task: s for s in specs if s.method == "vera" and s.seed == 0}
+    assert set(vera) == {"sst2", "mrpc", "cola", "qnli", "rte", "stsb"}
+    assert all(s.init_from is None and s.method_config["r"] == 1024 for s in vera.values())   # no MNLI start
+    rte = vera["rte"].train
+    assert (rte.epochs, rte.lr, rte.head_lr, rte.batch_size, rte.max_length) == (160, 4e-3, 1e-2, 64, 512)
+    assert {(s.paper_table, s.paper_version, s.paper_params) for s in vera.values()} == {
+        ("vera/Table 2", "iclr-2024", "0.043M")}
     sst2 = next(s for s in lora if s.task == "sst2")
     assert (sst2.train.batch_size, sst2.train.epochs, sst2.train.lr, sst2.train.max_length) == (16, 60, 5e-4, 512)
     assert sst2.train.warmup_ratio == 0.06
@@ -96,6 +103,7 @@ def test_smoke_and_minilm_cover_every_method():
     ("glue-roberta-base", "bitfit", {}, 102_144),
     ("glue-roberta-base", "adapter", {"bottleneck": 16}, 304_320),
     ("glue-roberta-base", "adapter", {"bottleneck": 48}, 894_528),
+    ("glue-roberta-base", "vera", {"r": 1024}, 43_008),
     ("glue-roberta-large-restricted", "adapter", {"kind": "houlsby", "bottleneck": 8}, 835_968),
     ("glue-roberta-large-restricted", "adapter", {"kind": "pfeiffer", "bottleneck": 64}, 3_171_840),
     ("nlg-gpt2-medium", "adapter", {"bottleneck": 6}, 368_784),

@@ -179,7 +179,9 @@ def test_the_new_fields_at_their_defaults_keep_the_committed_run_ids():
     with committed.open(newline="") as handle:
         ids = {row["run_id"] for row in csv.DictReader(handle)}
     assert len(ids) == 48
-    assert {s.run_id for s in plan("minilm-glue")} == ids
+    planned = plan("minilm-glue")
+    assert {s.run_id for s in planned if s.method not in ("ia3", "dora", "vera")} == ids
+    assert len(planned) == 48 + 3 * 2 * 3      # (IA)^3, DoRA, VeRA on SST-2 and RTE, 3 seeds: not run yet
     torch_kernels = RunSpec(model="minilm-l6", task="sst2", method="full", train=TrainConfig(cpu_fast_path=False))
     assert torch_kernels.run_id != RunSpec(model="minilm-l6", task="sst2", method="full").run_id
     spec = RunSpec(model="minilm-l6", task="sst2", method="full")

@@ -85,6 +85,18 @@ def method_cost(method: str, config: dict, s: Shape) -> MethodCost:
         r, targets = int(config.get("r", 8)), list(config.get("targets", ("q", "v")))
         io = sum(d + (s.ffn if t in ("ffn_in", "ffn_out") else d) for t in targets)
         return MethodCost(flops_per_token=2.0 * r * io * n, trained=r * io * n, backward_blocks=n)
+    if method in ("dora", "vera"):
+        r, targets = int(config.get("r", 8 if method == "dora" else 256)), list(config.get("targets", ("q", "v")))
+        outs = sum(s.ffn if t in ("ffn_in", "up", "gate") else d for t in targets)
+        io = sum(d + (s.ffn if t in ("ffn_in", "ffn_out", "up", "down", "gate") else d) for t in targets)
+        # DoRA: LoRA plus one magnitude per output feature (its norm is per step, not per token);
+        # VeRA: A x and B (d * .) with the shared frozen matrices, d and b trained
+        trained = (r * io + outs) * n if method == "dora" else (outs + r * len(targets)) * n
+        return MethodCost(flops_per_token=2.0 * r * io * n, trained=trained, backward_blocks=n)
+    if method == "ia3":
+        targets = list(config.get("targets", ("k", "v", "ffn")))
+        trained = n * sum(s.ffn if t == "ffn" else d for t in targets)
+        return MethodCost(flops_per_token=float(trained), trained=trained, backward_blocks=n)
     if method == "adapter":
         b = int(config.get("bottleneck", 64))
         per_block = 2 if config.get("kind", "houlsby") == "houlsby" else 1

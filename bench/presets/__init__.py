@@ -49,7 +49,8 @@ PRESETS: dict[str, Preset] = {
     "minilm-glue": Preset(minilm_glue, "all-MiniLM-L6-v2 on real SST-2 (subsample) and RTE, every encoder "
                           "method, < 1 h on 2 CPU cores", Resources(gpus=0, cpus=2, mem_gb=8, hours=2)),
     "glue-roberta-base": Preset(lambda: glue_roberta_base("paper"), "LoRA Table 2, RoBERTa-base rows (FT, BitFit, "
-                                "Adapter^D 0.3M/0.9M, LoRA) x 8 GLUE tasks x 5 seeds; paper hyperparameters",
+                                "Adapter^D 0.3M/0.9M, LoRA) x 8 GLUE tasks x 5 seeds; paper hyperparameters; VeRA's "
+                                "row of its Table 2 beside them (6 tasks x 5 seeds)",
                                 Resources(gpus=1, cpus=8, mem_gb=64, hours=48)),
     "glue-roberta-base-script": Preset(lambda: glue_roberta_base("script"), "as glue-roberta-base with the released "
                                        "scripts' LoRA settings (alpha 16, 8-GPU global batch)",

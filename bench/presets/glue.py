@@ -1,4 +1,5 @@
-"""GLUE presets of LoRA Table 2 (RoBERTa-base, RoBERTa-large, the restricted dagger block).
+"""GLUE presets of LoRA Table 2 (RoBERTa-base, RoBERTa-large, the restricted dagger block), with VeRA's
+RoBERTa-base row of its Table 2 beside LoRA's.
 
 Source: shared/reference/recipes.md section 2. Tables are data: one line per task.
 """
@@ -69,6 +70,31 @@ ADAPTER_D_EPOCHS = (5, 20, 20, 20, 10, 20, 20, 20)
 ADAPTER_DROP = {"drop_lowest": 11, "drop_random": True, "drop_at_eval": False}
 
 
+# VeRA Table 2, RoBERTa-base (Kopiczko et al., appendix; the same cells as TonAnh/VeRA-plus's replication scripts
+# scripts/vera_replicate/*.sh): r=1024 on W_q, W_v, d_initial 0.1, batch 64, max len 512, AdamW, linear schedule
+# with 6% warmup; task -> (epochs, lr of the vectors, lr of the head). Six tasks (no MNLI, QQP); every task starts
+# from the pretrained model (LoRA's MRPC/RTE/STS-B start from its MNLI run; the report flags those cells).
+VERA_TABLE = dict(paper_table="vera/Table 2", paper_version="iclr-2024")
+VERA_BASE = {
+    "sst2": (60, 4e-3, 4e-3),
+    "mrpc": (30, 1e-2, 4e-3),
+    "cola": (80, 1e-2, 1e-2),
+    "qnli": (25, 1e-2, 4e-3),
+    "rte": (160, 4e-3, 1e-2),
+    "stsb": (80, 1e-2, 1e-2),
+}
+
+
+def _vera_base_runs() -> list[RunSpec]:
+    out: list[RunSpec] = []
+    for task, (epochs, lr, head_lr) in VERA_BASE.items():
+        cfg = TrainConfig(lr=lr, head_lr=head_lr, epochs=epochs, batch_size=64, warmup_ratio=0.06, max_length=512)
+        out += _seeded(RunSpec(model="roberta-base", task=task, method="vera",
+                               method_config={"r": 1024, "d_initial": 0.1}, train=cfg, label="VeRA (r=1024)",
+                               paper_method="VeRA", paper_params="0.043M", recipe="paper", **VERA_TABLE))
+    return out
+
+
 def _seeded(spec: RunSpec) -> list[RunSpec]:
     return [replace(spec, seed=s) for s in SEEDS]
 
@@ -89,7 +115,8 @@ def _lora_runs(model: str, table: dict, *, alpha: int, variant: str, params: str
 
 
 def glue_roberta_base(variant: str) -> list[RunSpec]:
-    """RoBERTa-base rows of LoRA Table 2: FT, BitFit, Adapter^D 0.3M / 0.9M, LoRA; 8 tasks x 5 seeds."""
+    """RoBERTa-base rows of LoRA Table 2: FT, BitFit, Adapter^D 0.3M / 0.9M, LoRA; 8 tasks x 5 seeds; and VeRA's
+    row of its Table 2 beside them (6 tasks x 5 seeds, VeRA's recipe in both variants)."""
     model = "roberta-base"
     out: list[RunSpec] = []
     for i, task in enumerate(TASKS):
@@ -107,7 +134,7 @@ def glue_roberta_base(variant: str) -> list[RunSpec]:
     alpha = 8 if variant == "paper" else 16
     gpus = 1 if variant == "paper" else SCRIPT_GPUS
     out += _lora_runs(model, LORA_BASE, alpha=alpha, variant=variant, params="0.3M", gpus=gpus)
-    return out
+    return out + _vera_base_runs()
 
 
 def glue_roberta_large(variant: str) -> list[RunSpec]:

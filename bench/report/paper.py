@@ -10,6 +10,8 @@ version -> paper_version (arxiv-v1 | acl-2021 for Prefix-Tuning Table 1 / Table 
 and 3), method -> paper_method, params_reported -> paper_params; paper_table is "<paper>/<table>".
 The restricted rows of LoRA Table 2 keep the paper's dagger in their name ("LoRA\u2020", "AdptP\u2020",
 "AdptH\u2020") so that the join key is unique (RoBERTa-large LoRA 0.8M exists in both blocks).
+After the reference file's rows come VeRA's published rows (`bench.report.paper_vera`: its Table 2 on GLUE
+with RoBERTa, its Table 3 on E2E with GPT-2), paper "vera", paper_version "iclr-2024".
 Added: higher_is_better (TER is the only lower-is-better metric of the tables) and params_approx, the printed
 count as a number for plotting ("0.3M" -> 300000; "0.1%" -> 0.1% of the model's full fine-tuning count
 printed in the same paper set, e.g. GPT-2 Medium 354.92M from LoRA Table 3; empty when nothing is printed).
@@ -87,9 +89,9 @@ def _params_number(printed: str, base: float | None) -> float | None:
     return None
 
 
-def build_rows(source: Path) -> list[dict]:
-    """The rows of results/paper.csv (as strings) from the reference file."""
-    raw = _read(source, SOURCE_COLUMNS)
+def build_rows(source: Path, extra: list[dict] | None = None) -> list[dict]:
+    """The rows of results/paper.csv (as strings) from the reference file, then `extra` rows in its columns."""
+    raw = _read(source, SOURCE_COLUMNS) + [(f"extra {i}", row) for i, row in enumerate(extra or [], start=1)]
     base: dict[str, float] = {}  # model -> full fine-tuning count printed in "M" anywhere in the set
     for _, row in raw:
         if row["method"] in FULL_FT_METHODS and row["params_reported"].endswith("M"):
@@ -120,7 +122,9 @@ def build_rows(source: Path) -> list[dict]:
 
 
 def write_paper_csv(source: Path, out: Path) -> int:
-    rows = build_rows(source)
+    from bench.report.paper_vera import source_rows
+
+    rows = build_rows(source, source_rows())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:

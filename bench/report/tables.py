@@ -87,9 +87,22 @@ def entry(cell: Cell | None, key: RowKey, task: str, split: str, metric: str, sc
                      flags=flags)
     prow = paper_row(index, key, task, split, metric)
     paper = prow.value if prow is not None else None
+    if prow is not None and _cell_setting(index, prow):
+        flags = "; ".join(f for f in (flags, f"paper: {prow.setting}") if f)
     return Entry(kind="value", scale=scale, ours=ours, std=std, paper=paper,
                  paper_std=prow.std if prow is not None else None,
                  diff=None if paper is None else rounded(ours, scale) - paper, flags=flags, our_scale=stat.scale)
+
+
+def _cell_setting(index: PaperIndex, prow: PaperRow) -> bool:
+    """Whether the paper row's setting is its cell's own: other cells of the same paper row (model, method,
+    params, version) have another one (VeRA Table 2: only MRPC, RTE, STS-B start without MNLI). A setting shared
+    by the whole row (LoRA's restricted block) goes into the table's notes instead."""
+    if not prow.setting:
+        return False
+    same = (prow.model, prow.paper_method, prow.paper_params, prow.paper_version)
+    return any((p.model, p.paper_method, p.paper_params, p.paper_version) == same and p.setting != prow.setting
+               for p in index.values())
 
 
 def _hib(grid: Grid, paper: list[PaperRow], task: str, split: str, metric: str) -> bool | None:
