@@ -47,7 +47,8 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(smoke, "every method on tiny models and fixture data, offline, < 3 min on CPU",
                     Resources(gpus=0, cpus=2, mem_gb=4, hours=0.5), SMOKE_DATA),
     "minilm-glue": Preset(minilm_glue, "all-MiniLM-L6-v2 on real SST-2 (subsample) and RTE, every encoder "
-                          "method, < 1 h on 2 CPU cores", Resources(gpus=0, cpus=2, mem_gb=8, hours=2)),
+                          "method x 3 seeds in fp32; hours on 2 CPU cores (peft-bench plan), resumable",
+                          Resources(gpus=0, cpus=2, mem_gb=8, hours=12)),
     "glue-roberta-base": Preset(lambda: glue_roberta_base("paper"), "LoRA Table 2, RoBERTa-base rows (FT, BitFit, "
                                 "Adapter^D 0.3M/0.9M, LoRA) x 8 GLUE tasks x 5 seeds; paper hyperparameters; VeRA's "
                                 "row of its Table 2 beside them (6 tasks x 5 seeds)",
