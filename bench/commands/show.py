@@ -2,7 +2,7 @@
 and how many runs are done, failed or still to run."""
 from __future__ import annotations
 
-from bench.commands.grid import add_selection, selection
+from bench.commands.selection import add_selection, selection
 
 
 def recipe_text(spec, labels: dict[str, str]) -> str:
