@@ -6,13 +6,15 @@ smaller than its base model) and writes, in `out`:
 - PEFT's own format (`adapter_config.json` + `adapter_model.safetensors`, written by PEFT's `save_pretrained`;
   the task head as PEFT saves it, `modules_to_save`) where PEFT computes the same function as our method, so
   that `PeftModel.from_pretrained(base, out)` gives our logits:
-  - LoRA on every family. GPT-2's fused c_attn with LoRA on some of its q/k/v slices becomes one PEFT LoRA of
-    rank r x slices: A = the slices' A stacked, B = block-diagonal over the adapted slices (zero rows for the
-    others), alpha x slices, so the scaling alpha / r and the update are ours exactly (PEFT then counts the zero
-    blocks as parameters);
-  - prefix tuning on a GPT-2 causal LM trained with `shift_positions=True` (PEFT's positions), as PEFT's
-    `prefix_projection=False` prefix (the stored keys and values, `prompt_embeddings`);
-  - soft prompts on a GPT-2 causal LM ([prompt][tokens], as PEFT). PEFT's logits include the prompt positions
+  - LoRA on every family (the Llama layout's q, k, v, o, gate, up, down projections included). GPT-2's fused
+    c_attn with LoRA on some of its q/k/v slices becomes one PEFT LoRA of rank r x slices: A = the slices' A
+    stacked, B = block-diagonal over the adapted slices (zero rows for the others), alpha x slices, so the
+    scaling alpha / r and the update are ours exactly (PEFT then counts the zero blocks as parameters);
+  - prefix tuning on a decoder's causal LM (GPT-2, Llama, Mistral, Qwen2) trained with `shift_positions=True`
+    (PEFT's positions), as PEFT's `prefix_projection=False` prefix (the stored keys and values,
+    `prompt_embeddings`; under grouped-query attention one row holds every layer's keys and values per key-value
+    head, the width PEFT gives it);
+  - soft prompts on a decoder's causal LM ([prompt][tokens], as PEFT). PEFT's logits include the prompt positions
     in front; ours drop them.
 - otherwise the suite's own format: `method_state.safetensors` (the `methods.method_state_dict` names) and
   `method_config.json` (method, model, task, and why PEFT's format was not used). Load it by applying the same
@@ -98,8 +100,8 @@ def _peft_reason(method, arch, kind: str) -> str | None:
     if name == "prefix":
         if not arch.decoder or kind != "generate":
             return ("PEFT cannot run prefix tuning on this model under transformers 5: it passes the prefix as "
-                    "past_key_values, which the model's forward no longer takes (only a GPT-2 causal LM is exported "
-                    "in PEFT's format)")
+                    "past_key_values, which the model's forward no longer takes (only a decoder's causal LM is "
+                    "exported in PEFT's format)")
         if not method.shift_positions:
             return ("the run numbered the text 0..T-1 (prefix.shift_positions=false); PEFT numbers it after the "
                     "prefix, so its logits would differ")

@@ -14,7 +14,7 @@ from bench.config import ConfigError
 
 
 def write_peft(model: nn.Module, arch, method, spec, task, out: Path) -> str:
-    """Write `model`'s method state (LoRA, a GPT-2 prefix or soft prompt) in PEFT's format; returns its
+    """Write `model`'s method state (LoRA, a decoder's prefix or soft prompt) in PEFT's format; returns its
     peft_type."""
     try:
         import peft
@@ -105,7 +105,7 @@ def _lora(peft, model, method, task_type, heads):
 
 def _prefix(peft, model, method, task_type):
     """PEFT's prefix_projection=False prefix: one row per virtual token holding every layer's key and value
-    ([layer][key, value][d], as ours)."""
+    ([layer][key, value][d], as ours; d = key/value heads x head dim, which PEFT derives from the config)."""
     from methods.prefix import prefix_encoder
 
     encoder = prefix_encoder(model)

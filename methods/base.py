@@ -20,7 +20,7 @@ class Arch:
     A new family is one entry in ARCHES, never a branch inside a method.
     """
 
-    family: str                      # roberta | bert | deberta-v2 | gpt2
+    family: str                      # roberta | bert | deberta-v2 | gpt2 | llama | mistral | qwen2
     backbone: str                    # the base model inside the task model: "roberta", "transformer", ...
     embeddings: str                  # word embeddings module (nn.Embedding), full path
     blocks: str                      # nn.ModuleList of transformer blocks, full path
@@ -32,15 +32,22 @@ class Arch:
     attn_out: str                    # attention output projection (Linear / Conv1D)
     ffn_in: str                      # FFN up-projection
     ffn_out: str                     # FFN down-projection
-    final_norm: str | None           # a final LayerNorm after the last block (GPT-2's ln_f), full path
+    final_norm: str | None           # a final norm after the last block (GPT-2's ln_f, Llama's RMSNorm), full path
     head: tuple[str, ...]            # task-head modules, full paths (trained, not counted as the method's)
     d_model_attr: str = "hidden_size"
     n_layers_attr: str = "num_hidden_layers"
     n_heads_attr: str = "num_attention_heads"
-    decoder: bool = False            # causal LM (GPT-2)
-    # Where bottleneck adapters sit (block-relative; see methods/adapter.py):
-    attn_dropout: str | None = None  # the dropout applied to the attention output projection's output
-    ffn_dropout: str | None = None   # the dropout applied to the FFN output projection's output
+    decoder: bool = False            # causal LM (GPT-2, the Llama layout)
+    # Gated FFN (Llama layout): down(act(gate(x)) * up(x)); `ffn_in` is then the up projection.
+    ffn_gate: str | None = None      # the gate projection, block-relative (None: the FFN is not gated)
+    # Grouped-query attention: k and v have n_kv_heads x head_dim outputs, fewer heads than the queries.
+    n_kv_heads_attr: str | None = None  # config attribute with the key/value heads (None: as many as query heads)
+    head_dim_attr: str | None = None    # config attribute with the width of one head (None or unset: d / heads)
+    # Where bottleneck adapters sit (block-relative; see methods/adapter.py): the last module of each sublayer
+    # before its residual add.
+    attn_dropout: str | None = None  # attention: the dropout on the output projection's output, or the output
+    #                                  projection itself where the family has no such dropout (Llama layout)
+    ffn_dropout: str | None = None   # FFN: the dropout on the down projection's output, or the down projection
     ffn_norm: str | None = None      # post-LN blocks: the LayerNorm over FFN output + residual (None: pre-LN)
     # Learned absolute positions (how long an input may be): the config attribute with their number, the config
     # flag that turns them on (None: always on), and whether they start after the padding index (RoBERTa).
@@ -85,8 +92,28 @@ ARCHES: dict[str, Arch] = {
     ),
 }
 
+
+def _llama_layout(family: str) -> Arch:
+    """Llama, Mistral and Qwen2 share one module layout: pre-RMSNorm blocks `model.layers`, separate q/k/v/o
+    projections (k, v at key/value heads x head dim), rotary positions applied inside attention (no learned
+    position table), a gated MLP (gate, up, down), a final RMSNorm `model.norm`, and `score` as the sequence
+    classification head (the causal LM's `lm_head`, tied or not, is part of the pretrained model). The
+    families differ in bias terms only (Qwen2: q, k, v have biases; Llama, Mistral: none), which methods read
+    from the modules themselves. No dropout follows o_proj or down_proj, so adapters read those directly."""
+    return Arch(
+        family=family, backbone="model", embeddings="model.embed_tokens", blocks="model.layers",
+        q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", qkv=None, attn="self_attn",
+        attn_out="self_attn.o_proj", ffn_in="mlp.up_proj", ffn_out="mlp.down_proj", final_norm="model.norm",
+        head=("score",), decoder=True, ffn_gate="mlp.gate_proj", n_kv_heads_attr="num_key_value_heads",
+        head_dim_attr="head_dim", attn_dropout="self_attn.o_proj", ffn_dropout="mlp.down_proj", ffn_norm=None,
+    )
+
+
+ARCHES.update({family: _llama_layout(family) for family in ("llama", "mistral", "qwen2")})
+
 # config.model_type -> family
-MODEL_TYPES = {"roberta": "roberta", "bert": "bert", "deberta-v2": "deberta-v2", "gpt2": "gpt2"}
+MODEL_TYPES = {"roberta": "roberta", "bert": "bert", "deberta-v2": "deberta-v2", "gpt2": "gpt2",
+               "llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
 
 
 def arch_of(model: nn.Module) -> Arch:
@@ -248,6 +275,27 @@ def d_model(model: nn.Module, arch: Arch) -> int:
 
 def n_layers(model: nn.Module, arch: Arch) -> int:
     return int(getattr(model.config, arch.n_layers_attr))
+
+
+def n_heads(model: nn.Module, arch: Arch) -> int:
+    return int(getattr(model.config, arch.n_heads_attr))
+
+
+def n_kv_heads(model: nn.Module, arch: Arch) -> int:
+    """Key/value heads: fewer than the query heads under grouped-query attention, else as many."""
+    value = getattr(model.config, arch.n_kv_heads_attr, None) if arch.n_kv_heads_attr else None
+    return int(value) if value is not None else n_heads(model, arch)
+
+
+def head_dim(model: nn.Module, arch: Arch) -> int:
+    value = getattr(model.config, arch.head_dim_attr, None) if arch.head_dim_attr else None
+    return int(value) if value is not None else d_model(model, arch) // n_heads(model, arch)
+
+
+def kv_width(model: nn.Module, arch: Arch) -> int:
+    """Width of one layer's keys (and of its values): key/value heads x head dim (d without grouped-query
+    attention)."""
+    return n_kv_heads(model, arch) * head_dim(model, arch)
 
 
 @dataclass(frozen=True)

@@ -59,23 +59,31 @@ class BitFit:
         return out
 
     def apply(self, model: nn.Module, arch: Arch) -> nn.Module:
-        freeze_all(model)
         head = {id(m) for h in head_modules(model, arch) for m in h.modules()}
+        if not any(_bias(m) is not None for m in model.modules() if id(m) not in head):
+            raise UnsupportedFamily(f"bitfit: {arch.family} has no bias terms (its projections and norms are "
+                                    f"bias-free); BitFit needs a family with biases")
+        freeze_all(model)
         for group in self.subset:
             if group == "all":
                 for module in model.modules():
                     if id(module) not in head and _bias(module) is not None:
                         _bias(module).requires_grad_(True)
             elif group == "layernorm":
-                for module in model.modules():
-                    if id(module) not in head and isinstance(module, nn.LayerNorm) and _bias(module) is not None:
-                        _bias(module).requires_grad_(True)
+                norms = [m for m in model.modules()
+                         if id(m) not in head and isinstance(m, nn.LayerNorm) and _bias(m) is not None]
+                if not norms:
+                    raise UnsupportedFamily(f"bitfit: {arch.family} has no LayerNorm biases "
+                                            f"(subset 'layernorm' is not available for this family)")
+                for module in norms:
+                    _bias(module).requires_grad_(True)
             else:
                 for block in blocks_of(model, arch):
                     for path in self._paths(arch, group):
                         bias = _bias(get_module(block, path))
                         if bias is None:
-                            raise UnsupportedFamily(f"bitfit: {arch.family} {path} has no bias")
+                            raise UnsupportedFamily(f"bitfit: {arch.family} {path} has no bias "
+                                                    f"(subset {group!r} is not available for this family)")
                         bias.requires_grad_(True)
         unfreeze_head(model, arch)
         return model

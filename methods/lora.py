@@ -21,8 +21,11 @@ from methods.base import (
     unfreeze_method_modules,
 )
 
-TARGETS = ("q", "k", "v", "o", "ffn_in", "ffn_out")   # o = attention output projection
-_ARCH_FIELD = {"q": "q", "k": "k", "v": "v", "o": "attn_out", "ffn_in": "ffn_in", "ffn_out": "ffn_out"}
+# o = attention output projection; gate = a gated FFN's gate projection (Llama layout's gate_proj)
+TARGETS = ("q", "k", "v", "o", "gate", "ffn_in", "ffn_out")
+ALIASES = {"up": "ffn_in", "down": "ffn_out"}   # the gated FFN's names for the up and down projections
+_ARCH_FIELD = {"q": "q", "k": "k", "v": "v", "o": "attn_out", "gate": "ffn_gate", "ffn_in": "ffn_in",
+               "ffn_out": "ffn_out"}
 
 
 def _init_a(a: torch.Tensor, fan_in: int) -> None:
@@ -147,10 +150,10 @@ class LoRA:
     r: int = 8                            # rank
     alpha: float = 16.0                   # scaling = alpha / r
     dropout: float = 0.0                  # dropout on the LoRA input path
-    targets: tuple[str, ...] = ("q", "v")  # from lora.TARGETS: q k v o ffn_in ffn_out
+    targets: tuple[str, ...] = ("q", "v")  # from lora.TARGETS: q k v o gate ffn_in ffn_out (up, down: aliases)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "targets", tuple(ALIASES.get(t, t) for t in self.targets))
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
             raise ValueError(f"lora.r must be an integer >= 1, got {self.r!r}")
         if not self.alpha > 0:
@@ -160,7 +163,8 @@ class LoRA:
         unknown = [t for t in self.targets if t not in TARGETS]
         if not self.targets or unknown or len(set(self.targets)) != len(self.targets):
             raise ValueError(
-                f"lora.targets must be distinct names from {', '.join(TARGETS)}, got {', '.join(self.targets) or '()'}"
+                f"lora.targets must be distinct names from {', '.join(TARGETS)} (up = ffn_in, down = ffn_out), "
+                f"got {', '.join(self.targets) or '()'}"
             )
 
     def apply(self, model: nn.Module, arch: Arch) -> nn.Module:
@@ -168,6 +172,10 @@ class LoRA:
         fused = [t for t in ("q", "k", "v") if t in self.targets and getattr(arch, t) is None]
         if fused and arch.qkv is None:
             raise UnsupportedFamily(f"lora: family {arch.family} has neither {fused[0]} nor a fused qkv projection")
+        missing = [t for t in self.targets if t not in ("q", "k", "v") and getattr(arch, _ARCH_FIELD[t]) is None]
+        if missing:
+            raise UnsupportedFamily(f"lora: family {arch.family} has no {missing[0]} projection "
+                                    f"(arch.{_ARCH_FIELD[missing[0]]} is unset; its FFN is not gated)")
         for i, block in enumerate(blocks_of(model, arch)):
             for target in self.targets:
                 if target in fused:

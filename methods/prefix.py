@@ -5,6 +5,13 @@ whose output holds, for every layer l, the keys K_l and values V_l of `length` v
 [layer][key, value][d]). Stored: only the computed K_l, V_l (`finalize` replaces the MLP by that table; the outputs
 do not change), so `stored_count` = length x layers x 2 x d, the papers' convention.
 
+Under grouped-query attention (the Llama layout) d is the width of one layer's keys, key/value heads x head dim
+(SmolLM2-135M: 3 x 64 = 192, not the model's 576): the prefix holds keys and values per key/value head, and every
+query head of a group attends to its group's prefix, as PEFT sizes it (`token_dim = head_dim x num_key_value_heads`,
+embedding and MLP included). Rotary families: the prefix keys join after the rotary embedding is applied to the
+real keys, so they carry no rotation, as PEFT's cache-based prefix does; with `shift_positions=True` the real
+tokens' rotations start at L, as in PEFT, where the prefix occupies the first L cache positions.
+
 Injection happens inside attention, after the model's own key/value projections (and after a KV-cache update), so:
 
 - every query attends to the `length` prefix positions of its layer in addition to the real keys; the attention
@@ -47,8 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import (
-    Arch, MethodModule, UnsupportedFamily, blocks_of, d_model, freeze_all, get_module, n_layers, unfreeze_head,
-    unfreeze_method_modules,
+    Arch, MethodModule, UnsupportedFamily, blocks_of, freeze_all, get_module, kv_width, n_kv_heads, n_layers,
+    unfreeze_head, unfreeze_method_modules,
 )
 
 IMPL_PREFIX = "peft_bench_prefix_"      # + base implementation name
@@ -295,14 +302,14 @@ class Prefix:
         return finalize(model)
 
     def stored_count(self, model: nn.Module, arch: Arch) -> int:
-        return self.length * n_layers(model, arch) * 2 * d_model(model, arch)
+        return self.length * n_layers(model, arch) * 2 * kv_width(model, arch)
 
     def apply(self, model: nn.Module, arch: Arch) -> nn.Module:
         freeze_all(model)
         if hasattr(model, "prefix_encoder"):
             raise UnsupportedFamily("prefix: the model already has a prefix")
-        d, layers = d_model(model, arch), n_layers(model, arch)
-        heads = int(getattr(model.config, arch.n_heads_attr))
+        d, layers = kv_width(model, arch), n_layers(model, arch)     # d: the keys' width (GQA: kv heads x head dim)
+        heads = n_kv_heads(model, arch)
         weight = get_module(model, arch.embeddings).weight
         encoder = PrefixEncoder(self.length, d, layers, self.mlp_hidden, self.dropout, weight.device, weight.dtype)
         model.add_module("prefix_encoder", encoder)

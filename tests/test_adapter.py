@@ -15,7 +15,7 @@ from methods.base import blocks_of, get_module
 torch.set_num_threads(1)
 
 FAMILIES = [("tiny-roberta", "classify"), ("tiny-bert", "classify"), ("tiny-deberta", "classify"),
-            ("tiny-gpt2", "generate")]
+            ("tiny-gpt2", "generate"), ("tiny-llama", "generate"), ("tiny-qwen2", "generate")]
 KINDS = ("houlsby", "pfeiffer", "lin")
 
 
@@ -63,8 +63,9 @@ def test_identity_at_init_and_active_after(name, kind, adapter_kind):
 
 @pytest.mark.parametrize("name,kind", FAMILIES)
 def test_placement_follows_the_arch(name, kind):
-    """houlsby: on the attention and FFN outputs after their dropout; pfeiffer: on the block's LayerNorm over FFN
-    output + residual (renorm), or the block output of a pre-LN block; lin: the block output."""
+    """houlsby: on the attention and FFN outputs after their dropout (the Llama layout has none there: on o_proj and
+    down_proj themselves); pfeiffer: on the block's LayerNorm over FFN output + residual (renorm), or the block
+    output of a pre-LN block; lin: the block output."""
     expected = {"houlsby": lambda arch: [arch.attn_dropout, arch.ffn_dropout],
                 "pfeiffer": lambda arch: [arch.ffn_norm], "lin": lambda arch: [None]}
     for adapter_kind, hosts in expected.items():
@@ -80,10 +81,10 @@ def test_placement_follows_the_arch(name, kind):
                 assert (host.adapter.norm is not None) == (adapter_kind == "lin")
                 assert host.adapter.renorm == (adapter_kind == "pfeiffer" and path is not None)
                 if adapter_kind == "houlsby":
-                    assert isinstance(host, nn.Dropout)
+                    assert isinstance(host, nn.Dropout) or path in (arch.attn_out, arch.ffn_out)
         act = {"houlsby": nn.SiLU, "pfeiffer": nn.ReLU, "lin": nn.ReLU}[adapter_kind]
         assert all(isinstance(a.act, act) for a in found)
-    assert (arch.ffn_norm is None) == arch.decoder      # GPT-2 is the pre-LN family here
+    assert (arch.ffn_norm is None) == arch.decoder      # the decoders (GPT-2, Llama layout) are the pre-LN families
 
 
 def test_activation_override_and_validation():

@@ -67,6 +67,15 @@ PEFT_CASES = [
     ("tiny-gpt2", "e2e", "lora", {"r": 2, "alpha": 8.0, "targets": ("q", "v", "o")}, "LORA"),   # mixed ranks
     ("tiny-gpt2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16, "shift_positions": True}, "PREFIX_TUNING"),
     ("tiny-gpt2", "e2e", "prompt", {"length": 3}, "PROMPT_TUNING"),
+    # the Llama layout: grouped-query attention (prefix per key-value head), rotary positions, gated MLP
+    ("tiny-llama", "e2e", "lora", {"r": 2, "alpha": 8.0, "targets": ("q", "k", "v", "o", "gate", "up", "down")},
+     "LORA"),
+    ("tiny-qwen2", "e2e", "lora", {"r": 2, "alpha": 8.0}, "LORA"),
+    ("tiny-llama", "sst2", "lora", {"r": 2, "alpha": 4.0}, "LORA"),                 # head: score
+    ("tiny-llama", "e2e", "prefix", {"length": 3, "mlp_hidden": 16, "shift_positions": True}, "PREFIX_TUNING"),
+    ("tiny-qwen2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16, "shift_positions": True}, "PREFIX_TUNING"),
+    ("tiny-llama", "e2e", "prompt", {"length": 3}, "PROMPT_TUNING"),
+    ("tiny-qwen2", "e2e", "prompt", {"length": 3}, "PROMPT_TUNING"),
 ]
 
 
@@ -98,6 +107,9 @@ OWN_CASES = [
     ("tiny-roberta", "sst2", "prefix", {"length": 3, "mlp_hidden": 16}, "past_key_values"),
     ("tiny-gpt2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16}, "shift_positions=false"),
     ("tiny-roberta", "sst2", "prompt", {"length": 3}, "[CLS][prompt]"),
+    ("tiny-llama", "e2e", "adapter", {"kind": "houlsby", "bottleneck": 3}, "bottleneck adapters"),
+    ("tiny-qwen2", "e2e", "bitfit", {}, "BitFit"),
+    ("tiny-qwen2", "e2e", "prefix", {"length": 3, "mlp_hidden": 16}, "shift_positions=false"),
 ]
 
 

@@ -44,6 +44,14 @@ def test_table_output(capsys):
     assert "stored" in out and "102,144" in out and "percent" in out
 
 
+def test_smollm2_lora_table(capsys):
+    assert main(["params", "smollm2-135m", "lora"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m (generate) + lora" in out
+    stored = next(line for line in out.splitlines() if line.split()[0] == "stored")
+    assert stored.split()[1] == "460,800"      # 30 x (8 x (576 + 576) + 8 x (576 + 192))
+
+
 @pytest.mark.parametrize("argv,message", [
     (["params", "roberta-base", "nope"], "unknown method 'nope'; known: full, topk, bitfit, lora"),
     (["params", "nope", "lora"], "unknown model 'nope'; known: roberta-base"),
@@ -53,8 +61,11 @@ def test_table_output(capsys):
     (["params", "roberta-base", "lora", "--set", "r"], "--set expects key=value"),
     (["params", "gpt2-medium", "bitfit", "--set", "subset=query"],
      "bitfit subset 'query' is not available for family gpt2"),
-    (["params", "roberta-base", "lora", "--kind", "generate"], "kind 'generate' needs a decoder family (gpt2)"),
+    (["params", "roberta-base", "lora", "--kind", "generate"],
+     "kind 'generate' needs a decoder family (gpt2, llama, mistral, qwen2)"),
     (["params", "gpt2", "topk", "--set", "k=13"], "topk.k=13 but the model has only 12 blocks"),
+    (["params", "smollm2-135m", "bitfit"], "bitfit: llama has no bias terms"),
+    (["params", "gpt2", "lora", "--set", "targets=q,gate"], "lora: family gpt2 has no gate projection"),
 ])
 def test_errors_are_one_line_with_exit_2(capsys, argv, message):
     assert main(argv) == 2

@@ -18,7 +18,7 @@ from generation_checks import assert_same_tokens_with_and_without_cache
 torch.set_num_threads(1)
 
 FAMILIES = [("tiny-roberta", "classify"), ("tiny-bert", "classify"), ("tiny-deberta", "classify"),
-            ("tiny-gpt2", "generate")]
+            ("tiny-gpt2", "generate"), ("tiny-llama", "generate"), ("tiny-qwen2", "generate")]
 SMALL = {"length": 3, "mlp_hidden": 16}
 
 
