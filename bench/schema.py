@@ -25,6 +25,8 @@ COLUMNS = [
     "device",
     "precision",         # fp32 | bf16 | fp16: what the run trained in (train.mixed_precision resolved on its machine)
     "fast_path",         # cpu: trained with bench.fastpath's dropout and attention (CPU only) | none: torch's kernels
+    "model_source",      # where the weights came from: hub | local | package:<dist> (<how it differs>, e.g. "Q4_1
+    #                      dequantized") | tiny (random init)  (bench.models.model_source)
     "torch_version", "transformers_version", "git_commit", "created_at",
 ]
 
@@ -33,7 +35,9 @@ COLUMNS = [
 # Files from before grad_accum held the effective batch in batch_size, which reads right with grad_accum 1.
 # precision reads empty: such a file does not say what its runs trained in.
 # fast_path reads empty: such a file does not record it (runs before the column existed trained with torch's kernels).
-LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": "", "fast_path": ""}
+# model_source reads empty: such a file does not record where its weights came from.
+LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": "", "fast_path": "",
+                 "model_source": ""}
 
 NUMERIC = [
     "seed", "lr", "epochs", "batch_size", "grad_accum", "value", "best_epoch", "params_trained", "params_stored",

@@ -34,7 +34,7 @@ def run(args) -> int:
 
         os.environ[ENV] = args.track          # inherited by worker processes and Slurm jobs
     from bench.grid import parse_shard, pending, plan, record_plan, run_local, shard, validate
-    from bench.preflight import check_resources
+    from bench.preflight import check_resources, model_sources
     from bench.presets import get_preset
 
     preset = get_preset(args.preset)
@@ -43,6 +43,8 @@ def run(args) -> int:
     data_dir = data_dir_of(args, preset)
     validate(specs)
     check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight/: before any run
+    for model, source in model_sources(specs, args.model_dir).items():
+        print(f"model {model}: {source}")
     todo = pending(specs, args.results_dir)
     slots = _slots(args)
     device = args.device
