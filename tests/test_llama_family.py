@@ -111,3 +111,55 @@ def test_lora_on_every_projection_of_the_layout():
     assert block.self_attn.k_proj.bias is bias                              # shares the pretrained bias
     assert shapes["k"] == ((2, 32), (16, 2)) and shapes["ffn_gate"] == ((2, 32), (64, 2))
     assert shapes["ffn_out"] == ((2, 64), (32, 2))
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2"])
+@pytest.mark.parametrize("method,settings", [("prefix", ["length=3", "shift_positions=true"]),
+                                             ("prompt", ["length=3"])])
+def test_methods_decode_the_same_with_and_without_the_cache(name, method, settings):
+    """The prefix (joined again at every step, real tokens shifted by L) and the soft prompt (cached with the
+    source) give the same tokens with and without a KV cache, batched and one at a time, greedy and beam
+    search; greedy equals a loop of full forwards."""
+    from bench.decode.generate import generate_ids
+    from bench.decode.protocol import Decoding
+    from bench.models import apply_method
+    from methods.base import position_offset
+
+    torch.manual_seed(0)
+    model, tokenizer = load_model(name, kind="generate")
+    apply_method(model, make_method(method, settings))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():                                    # a trained-looking method state
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    model.eval()
+    sources = [tokenizer("name[x] food[y]")["input_ids"], tokenizer("ab")["input_ids"]]
+    for beams in (1, 3):
+        decoding = Decoding(num_beams=beams, max_new_tokens=8, min_new_tokens=8, batch_size=2, ban_newlines=False)
+        cached = generate_ids(model, tokenizer, sources, decoding, progress=False)
+        assert all(len(row) == 8 for row in cached)
+        assert generate_ids(model, tokenizer, sources, decoding, progress=False, use_cache=False) == cached
+        assert [generate_ids(model, tokenizer, [s], decoding, progress=False)[0] for s in sources] == cached
+        if beams == 1:
+            for source, row in zip(sources, cached):
+                ids = torch.tensor([source])
+                for _ in range(8):
+                    positions = torch.arange(ids.shape[1])[None] + position_offset(model)
+                    with torch.no_grad():
+                        logits = model(input_ids=ids, position_ids=positions).logits[0, -1]
+                    logits[tokenizer.eos_token_id] = float("-inf")          # min_new_tokens
+                    ids = torch.cat([ids, logits.argmax().view(1, 1)], dim=1)
+                assert ids[0, len(source):].tolist() == row
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-mistral"])
+def test_bitfit_refuses_a_bias_free_family(name):
+    from bench.config import ConfigError
+    from bench.models import apply_method
+
+    model, _ = load_model(name, kind="classify")
+    before = [p.requires_grad for p in model.parameters()]
+    with pytest.raises(ConfigError, match=f"bitfit: {MODELS[name].family} has no bias terms"):
+        apply_method(model, make_method("bitfit"))
+    assert [p.requires_grad for p in model.parameters()] == before      # refused before freezing anything

@@ -13,10 +13,10 @@ from methods.base import added_parameters, blocks_of, get_module, head_parameter
 torch.set_num_threads(1)
 
 # (model, kind): every family, the decoders both as a causal LM and as a classifier (Llama without bias terms,
-# Qwen2 with q/k/v biases; both with grouped-query attention)
+# Qwen2 with q/k/v biases; both with grouped-query attention; Mistral with an untied LM head)
 MODELS = [("tiny-roberta", "classify"), ("tiny-bert", "classify"), ("tiny-deberta", "classify"),
           ("tiny-gpt2", "generate"), ("tiny-gpt2", "classify"), ("tiny-llama", "generate"), ("tiny-llama", "classify"),
-          ("tiny-qwen2", "generate"), ("tiny-qwen2", "classify")]
+          ("tiny-qwen2", "generate"), ("tiny-qwen2", "classify"), ("tiny-mistral", "generate")]
 ZERO_AT_INIT = {"full", "topk", "bitfit", "lora", "adapter"}   # outputs unchanged right after apply
 
 
