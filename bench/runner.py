@@ -92,7 +92,8 @@ def load_data(spec: RunSpec, task, data_dir) -> dict[str, list]:
     from bench.data import load_split
 
     cfg = spec.train
-    splits = {"train": subsample(load_split(task, "train", data_dir), cfg.max_train_examples, cfg.subsample_seed)}
+    splits = {"train": subsample(load_split(task, cfg.train_split, data_dir), cfg.max_train_examples,
+                                 cfg.subsample_seed)}
     for split in eval_splits_of(spec, task):
         examples = load_split(task, split, data_dir)
         splits[split] = examples[: cfg.max_eval_examples] if cfg.max_eval_examples else examples
@@ -119,9 +120,30 @@ def fitted_max_length(model, max_length: int) -> int:
 
 
 def eval_splits_of(spec: RunSpec, task) -> tuple[str, ...]:
-    """The splits a run evaluates: the spec's choice or the task's, always including the selection split."""
+    """The splits a run evaluates: the spec's choice or the task's, always including the selection split, never
+    the split it trained on (`train.train_split`)."""
     chosen = tuple(spec.eval_splits) or tuple(task.eval_splits)
-    return chosen if task.select_split in chosen else (task.select_split, *chosen)
+    trained = spec.train.train_split
+    chosen = tuple(split for split in chosen if split != trained or trained == "train")
+    select = selection_split(spec, task)
+    return chosen if select is None or select in chosen else (select, *chosen)
+
+
+def selection_split(spec: RunSpec, task) -> str | None:
+    """The split a run selects its epoch on: the task's, None when the run trains on it (then it keeps its final
+    state and nothing is evaluated between epochs)."""
+    return None if spec.train.train_split == task.select_split else task.select_split
+
+
+def check_train_split(spec: RunSpec, task) -> None:
+    """ValueError unless `train.train_split` is a split of the task; training on the selection split needs
+    select="final" and no evaluation between epochs."""
+    split = spec.train.train_split
+    if split not in task.splits:
+        raise ValueError(f"train.train_split={split!r}: task {task.name} has splits {', '.join(task.splits)}")
+    if selection_split(spec, task) is None and (spec.train.select != "final" or spec.train.eval_every_epoch):
+        raise ValueError(f"train.train_split={split!r} is task {task.name}'s selection split: set train.select=final "
+                         f"and train.eval_every_epoch=false (no epoch can be selected on the training data)")
 
 
 def decoding_of(spec: RunSpec, task):
@@ -189,7 +211,7 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
 
     from bench.evaluate import score_value
     from bench.heldout import keep_epoch_predictions, keep_gold
-    from bench.models import apply_method, load_model
+    from bench.models import apply_method, load_model, model_source
     from bench.precision import precision_name, tf32_in_effect
     from bench.tasks import get_task
     from bench.train import enable_grad_checkpointing, fit, improves, make_accelerator, set_dropout
@@ -219,14 +241,15 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
     trained_in = str(accelerator.mixed_precision)
     context["env"] = env = {**environment(accelerator.device), "precision": precision_name(trained_in),
                             "tf32": "on" if tf32_in_effect(cfg.tf32, trained_in, accelerator.device) else "off",
-                            "fast_path": "cpu" if fast else "none"}
+                            "fast_path": "cpu" if fast else "none",
+                            "model_source": model_source(spec.model, model_dir).label}
     max_length = fitted_max_length(model, cfg.max_length)
     loader = train_loader(spec, task, tokenizer, data["train"], max_length)
     if accelerator.num_processes > 1:   # DDP: the model is built alike everywhere; each process its own dropout
         set_seed(spec.seed, device_specific=True)       # stream (seed + process index)
     _reset_peak_memory()
 
-    select_split, select_metric = task.select_split, task.select_metric
+    select_split, select_metric = selection_split(spec, task), task.select_metric
     best: dict = {}   # the best epoch so far (fit's rule): {"epoch", "score", "result"}; one epoch's predictions only
 
     def evaluate_once(m, split: str):
@@ -234,6 +257,8 @@ def _execute(spec: RunSpec, folder: Path, context: dict, *, results_dir, data_di
                                batch_size=cfg.eval_batch_size, decoding=decoding, progress=progress)
 
     def evaluate(m, epoch: int):
+        if select_split is None:              # trained on the selection split: the final state, nothing scored
+            return None, True, {"select": f"final (trained on {cfg.train_split})"}
         res = evaluate_once(m, select_split)
         keep_epoch_predictions(folder, select_split, epoch, res.predictions, data[select_split], task)
         logged, score, higher = {"eval_examples": res.examples}, None, True

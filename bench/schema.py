@@ -29,6 +29,8 @@ COLUMNS = [
     "precision",         # fp32 | bf16 | fp16: what the run trained in (train.mixed_precision resolved on its machine)
     "tf32",              # on | off: fp32 matmuls in TF32 (train.tf32 on an fp32 run on CUDA sm_80+)
     "fast_path",         # cpu: trained with bench.fastpath's dropout and attention (CPU only) | none: torch's kernels
+    "model_source",      # where the weights came from: hub | local | package:<dist> (<how it differs>, e.g. "Q4_1
+    #                      dequantized") | tiny (random init)  (bench.models.model_source)
     "torch_version", "transformers_version", "git_commit", "created_at",
 ]
 
@@ -39,8 +41,9 @@ COLUMNS = [
 # fast_path reads empty: such a file does not record it (runs before the column existed trained with torch's kernels).
 # selection reads from select (best -> dev, final -> final): every row of such a file is the runner's own.
 # tf32 reads empty: such a file does not record it.
+# model_source reads empty: such a file does not record where its weights came from.
 LATER_COLUMNS = {"grad_accum": "1", "loss": "token_mean", "select": "best", "precision": "", "fast_path": "",
-                 "selection": "", "tf32": ""}
+                 "selection": "", "tf32": "", "model_source": ""}
 
 
 def selection_of(select: str) -> str:

@@ -18,7 +18,7 @@ SPEC_VERSION = 1  # bump when the meaning of a field changes, so old run folders
 # Training fields added after version 1: left out of the run_id while they hold their default (which is what runs
 # did before they existed), so existing run folders keep their ids.
 _LATER_TRAIN_FIELDS = {"loss": "token_mean", "select": "best", "cpu_fast_path": True, "tf32": False,
-                       "head_lr": 0.0}
+                       "head_lr": 0.0, "train_split": "train"}
 # Method fields added after version 1, with the value that computes what runs did before they existed: left out of
 # the run_id at that value, so existing run folders keep their ids.
 _LATER_METHOD_FIELDS = {"prefix": {"shift_positions": False}}
@@ -44,6 +44,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0             # gradient clipping (L2 norm); 0 turns it off
     label_smoothing: float = 0.0           # cross-entropy label smoothing (classification and generation)
     max_length: int = 128                  # tokens per training / classification input (truncated beyond)
+    train_split: str = "train"             # the split trained on: "train", or another split of the task where its
+    #                                        train split cannot be had (it is then never evaluated; trained on the
+    #                                        task's selection split, a run keeps its final state: select="final")
     max_train_examples: int = 0            # 0: all; else a seeded random subsample of the training split
     subsample_seed: int = 0                # seed of that subsample (fixed across methods and run seeds)
     max_eval_examples: int = 0             # 0: all; else the first N examples of each evaluated split

@@ -89,3 +89,45 @@ def test_beyond_methods_priced_with_their_exact_trained_counts():
                                           ["r=256", "targets=q,v,ffn_in"])):
             assert method_cost(method, config, shape_of(model)).trained == counts(model, method, settings)[
                 "trained"], (model, method)
+
+
+def test_the_length_table_is_a_data_file_that_round_trips(tmp_path):
+    import json
+
+    from bench.cost.lengths import TABLE, load_table, merge, write_table
+
+    table = load_table()
+    assert TABLE.suffix == ".json" and table["e2e"]["dev"]["bpe"]["n"] == 547
+    out = tmp_path / "lengths.json"
+    write_table(table, out)
+    assert json.loads(out.read_text()) == table
+    assert out.read_text().count("\n") < 200                 # one line per task x split x kind
+    extra = {"e2e": {"dev": {"new": {"n": 1, "q": [1] * 21, "source": "test"}}}}
+    merged = merge(table, extra)
+    assert merged["e2e"]["dev"]["new"]["n"] == 1 and merged["e2e"]["dev"]["bpe"] == table["e2e"]["dev"]["bpe"]
+    assert "new" not in table["e2e"]["dev"]                  # merge copies
+
+
+def test_tokenizer_kinds_are_registry_facts():
+    from bench.models import MODELS, TOKENIZER_KIND
+
+    assert tokenizer_kind("minilm-l6") == "wordpiece" and tokenizer_kind("gpt2-medium") == "bpe"
+    assert tokenizer_kind("tiny-gpt2") == "bytes"
+    for info in MODELS.values():
+        assert info.tokenizer_kind in {"bytes", *TOKENIZER_KIND.values(), "smollm2"}, info.name
+
+
+@pytest.mark.parametrize("a, b", [("bench/commands/grid.py", "bench/commands/plan.py"),
+                                  ("bench/data/hub.py", "bench/data/loading.py")])
+def test_no_import_cycle_between(a, b):
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def imported(path):
+        tree = ast.parse((root / path).read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    name = lambda p: p.removesuffix(".py").replace("/", ".")
+    assert not (name(b) in imported(a) and name(a) in imported(b)), f"{a} and {b} import each other"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.commands.grid import add_selection, selection
+from bench.commands.selection import add_selection, selection
 
 
 def run(args) -> int:

@@ -4,26 +4,8 @@ from __future__ import annotations
 import sys
 import time
 
+from bench.commands.selection import add_selection, selection
 from bench.config import ConfigError
-
-
-def add_selection(parser) -> None:
-    parser.add_argument("preset", help="preset name (peft-bench ls presets)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override for every run: method.<field>, train.<field>, decoding.<field>")
-    parser.add_argument("--tasks", default="", help="comma-separated tasks to keep (dependencies are kept)")
-    parser.add_argument("--methods", default="", help="comma-separated methods to keep")
-    parser.add_argument("--seeds", default="", help="comma-separated seeds to keep")
-    parser.add_argument("--results-dir", default="results", help="where runs/ and PRESET.csv live")
-
-
-def selection(args) -> dict:
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
-    return dict(overrides=args.overrides, tasks=[t for t in args.tasks.split(",") if t.strip()],
-                methods=[m for m in args.methods.split(",") if m.strip()], seeds=seeds)
 
 
 def data_dir_of(args, preset):
@@ -52,7 +34,7 @@ def run(args) -> int:
 
         os.environ[ENV] = args.track          # inherited by worker processes and Slurm jobs
     from bench.grid import parse_shard, pending, plan, record_plan, run_local, shard, validate
-    from bench.preflight import check_resources
+    from bench.preflight import check_resources, model_sources
     from bench.presets import get_preset
 
     preset = get_preset(args.preset)
@@ -61,6 +43,8 @@ def run(args) -> int:
     data_dir = data_dir_of(args, preset)
     validate(specs)
     check_resources(specs, data_dir=data_dir, model_dir=args.model_dir)  # bench/preflight/: before any run
+    for model, source in model_sources(specs, args.model_dir).items():
+        print(f"model {model}: {source}")
     todo = pending(specs, args.results_dir)
     slots = _slots(args)
     device = args.device

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.commands.grid import add_selection, selection
+from bench.commands.selection import add_selection, selection
 
 
 def estimate(specs, device_name=None, *, data_dir=None, model_dir=None, calibrate=False, progress=None):

@@ -2,7 +2,7 @@
 and how many runs are done, failed or still to run."""
 from __future__ import annotations
 
-from bench.commands.grid import add_selection, selection
+from bench.commands.selection import add_selection, selection
 
 
 def recipe_text(spec, labels: dict[str, str]) -> str:
@@ -15,6 +15,8 @@ def recipe_text(spec, labels: dict[str, str]) -> str:
         parts.append(f"ls {c.label_smoothing:g}")
     if c.max_train_examples:
         parts.append(f"train {c.max_train_examples} ex")
+    if c.train_split != "train":
+        parts.append(f"trains on {c.train_split}")
     if c.dropout is not None:
         parts.append(f"dropout {c.dropout:g}")
     if c.loss != "token_mean":

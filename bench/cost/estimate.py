@@ -64,7 +64,7 @@ def run_cost(spec, dev: Device, calibration: dict | None = None, measured: dict 
     m: MethodCost = method_cost(spec.method, spec.method_config, s)
     lm = task.kind == "generate"
     measured = measured or {}
-    train = measured.get((spec.task, "train", kind)) or _lengths(spec.task, "train", kind, out.notes)
+    train = _training_lengths(spec, kind, measured, out.notes)
     peak = dev.peak.get(out.precision) or dev.peak.get("fp32")
     rate = peak * dev.efficiency_by.get(out.precision, dev.efficiency)
     overhead, update = dev.step_overhead_s * s.layers, dev.param_update_s
@@ -72,7 +72,7 @@ def run_cost(spec, dev: Device, calibration: dict | None = None, measured: dict 
     if calibration and shape_key in calibration:     # measured steps include the fixed costs
         rate, overhead, update = calibration[shape_key]["flops_per_s"], 0.0, 0.0
         out.notes.append("calibrated")
-    n = min(cfg.max_train_examples, train.n) if cfg.max_train_examples else train.n
+    n = min(cfg.max_train_examples, train.n) if cfg.max_train_examples and cfg.train_split == "train" else train.n
     micro = math.ceil(n / cfg.batch_size)
     out.steps = math.ceil(micro / cfg.grad_accum) * cfg.epochs
     seq = train.mean(cfg.max_length)
@@ -83,10 +83,12 @@ def run_cost(spec, dev: Device, calibration: dict | None = None, measured: dict 
                                          act_bytes=ACT_BYTES[out.precision], lm_head=lm,
                                          checkpointing=cfg.grad_checkpointing) / 2**30
     from bench.runner import eval_splits_of as eval_splits
+    from bench.runner import selection_split
 
     splits = eval_splits(spec, task)
-    passes = [(task.select_split, cfg.epochs if cfg.eval_every_epoch else 1)]
-    passes += [(sp, 1) for sp in splits if sp != task.select_split]
+    select = selection_split(spec, task)
+    passes = [(select, cfg.epochs if cfg.eval_every_epoch else 1)] if select else []
+    passes += [(sp, 1) for sp in splits if sp != select]
     for split, times in passes:
         lengths = measured.get((spec.task, split, kind)) or _lengths(spec.task, split, kind, out.notes)
         count = min(cfg.max_eval_examples, lengths.n) if cfg.max_eval_examples else lengths.n
@@ -95,6 +97,25 @@ def run_cost(spec, dev: Device, calibration: dict | None = None, measured: dict 
         out.eval_seconds += times * _eval_seconds(spec, task, s, m, lengths, count, rate, dev, out)
     out.seconds = dev.run_overhead_s + out.train_seconds + out.eval_seconds
     return out
+
+
+def _training_lengths(spec, kind: str, measured: dict, notes: list[str]) -> Lengths:
+    """The training sequences: the train split's statistics, or those of the split the run trains on
+    (`train.train_split`: its source-reference pairs where measured, else the train split's, with a note)."""
+    split = spec.train.train_split
+    found = measured.get((spec.task, split, kind))
+    if split == "train":
+        return found or _lengths(spec.task, "train", kind, notes)
+    inputs = found or _lengths(spec.task, split, kind, notes)
+    as_train = inputs.as_training()
+    if as_train is not None:
+        per_input = as_train.n / inputs.n
+        if spec.train.max_train_examples:   # the subsample draws inputs, each with all its references
+            n = min(spec.train.max_train_examples, inputs.n)
+            return Lengths(n=round(n * per_input), q=as_train.q, source=as_train.source)
+        return as_train
+    notes.append(f"{spec.task} {split}: no pair statistics, trained-on split priced as the train split")
+    return _lengths(spec.task, "train", kind, notes)
 
 
 def _train_flops(s: Shape, m: MethodCost, train: Lengths, cap: int, lm: bool) -> float:

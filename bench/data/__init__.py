@@ -15,7 +15,8 @@ from bench.data.examples import (
     linearise_triples,
     training_pairs,
 )
-from bench.data.loading import examples_from_hub_rows, load_split, locate_split
+from bench.data.hub import examples_from_hub_rows
+from bench.data.loading import load_split, locate_split
 
 _BATCHING = ("Encoded", "encode_classification", "encode_generation_train", "encode_generation_sources",
              "make_loader", "separator_id")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bench.data.examples import DataError, Example
+from bench.data.formats import format_of
 from bench.tasks import Task, get_task
 
 PARQUET_EXPORT = "refs/convert/parquet"
@@ -64,10 +66,17 @@ def load_arguments(task: str | Task, split: str) -> dict[str, Any]:
     return {"path": where.repo_id, "revision": where.revision, "data_files": every, "split": where.split}
 
 
+def examples_from_hub_rows(task: str | Task, split: str, rows: Iterable[Mapping[str, Any]],
+                           *, source: str | None = None) -> list[Example]:
+    """Map the rows of the task's Hub dataset (a `datasets.Dataset` or any iterable of dicts) to examples."""
+    task = get_task(task)
+    task.check_split(split)
+    source = source or f"{task.hub_id} ({task.hub_config or 'default'}) split {task.hub_split(split)}"
+    return format_of(task).from_rows(task, split, rows, source)
+
+
 def load_hub_split(task: str | Task, split: str) -> list[Example]:
     """The examples of one split from the Hub (or its cache): DataError naming repo, config, revision, split."""
-    from bench.data.loading import examples_from_hub_rows
-
     task = get_task(task)
     where = hub_split(task, split)
     import datasets  # imported here: `peft-bench data --data-dir` and `ls` do not need it

@@ -3,11 +3,10 @@ from the Hub otherwise. Both paths give the same Example records."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-from collections.abc import Iterable, Mapping
 
 from bench.data.examples import DataError, Example
 from bench.data.formats import format_of
+from bench.data.hub import load_hub_split
 from bench.tasks import Task, get_task
 
 
@@ -28,20 +27,9 @@ def load_local_split(task: str | Task, split: str, data_dir: str | Path) -> list
     return format_of(task).read(task, split, files)
 
 
-def examples_from_hub_rows(task: str | Task, split: str, rows: Iterable[Mapping[str, Any]],
-                           *, source: str | None = None) -> list[Example]:
-    """Map the rows of the task's Hub dataset (a `datasets.Dataset` or any iterable of dicts) to examples."""
-    task = get_task(task)
-    task.check_split(split)
-    source = source or f"{task.hub_id} ({task.hub_config or 'default'}) split {task.hub_split(split)}"
-    return format_of(task).from_rows(task, split, rows, source)
-
-
 def load_split(task: str | Task, split: str, data_dir: str | Path | None = None) -> list[Example]:
     """All examples of one split: ClassificationExample for GLUE, GenerationExample (one per input, with
     every reference) for E2E, WebNLG and DART. `data_dir`: local release files; None: the Hub."""
     if data_dir is None:
-        from bench.data.hub import load_hub_split
-
         return load_hub_split(task, split)
     return load_local_split(task, split, data_dir)

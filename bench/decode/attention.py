@@ -1,14 +1,16 @@
 """The key/value cache of our beam search and the attention of one decoding step (`bench.decode.beam`).
 
-Per layer the cache is one buffer of keys, stored transposed, (inputs, heads, d_head, context + steps x beams),
-and one of values, (inputs, heads, context + steps x beams, d_head):
+Per layer the cache is one buffer of keys, stored transposed, (inputs, kv_heads, d_head, context + steps x beams),
+and one of values, (inputs, kv_heads, context + steps x beams, d_head), at the width of the key/value heads
+(under grouped-query attention, as Llama, Mistral and Qwen2 run it, fewer than the query heads):
   * the first `context` columns hold each input's context, shared by its beams: the methods' keys/values
     (prefix tuning's), the soft prompt and the source;
   * step t writes the keys/values of the token each beam slot b runs at column context + t x beams + b, and
     nothing is ever moved. A beam's history is a path through these slots: `ancestors` (inputs, beams, steps)
     names, for every beam and earlier step, the slot that holds its token there, and a beam reorder only
     reorders that small index.
-A step's attention is then three batched operations per layer: every beam's query against all filled columns of
+A step's attention is then three batched operations per layer: every beam's query (under grouped-query attention
+the `groups` query heads that share a key/value head, batched as groups x beams rows) against all filled columns of
 its input (`baddbmm`, with an additive bias that is 0 on the beam's own path and real context keys and -inf
 elsewhere, built once per step for all layers), the softmax, and the product with the values (off-path columns
 weigh exactly 0). The generated part costs num_beams times its arithmetic, small next to the source; no history
@@ -82,8 +84,9 @@ def context_layers(model, cache_layers, key_mask: torch.Tensor, beams: int, step
     return layers, bias[:, None, :]
 
 
-def step_bias(ctx_bias: torch.Tensor, path: torch.Tensor, heads: int) -> torch.Tensor:
-    """The additive attention bias of step t for every layer, (inputs x heads, beams, context + (t+1) x beams):
+def step_bias(ctx_bias: torch.Tensor, path: torch.Tensor, heads: int, groups: int = 1) -> torch.Tensor:
+    """The additive attention bias of step t for every layer, (inputs x heads, groups x beams,
+    context + (t+1) x beams), `heads` the key/value heads and `groups` the query heads per key/value head:
     the context's (0 on real keys, -inf on padding) and, on the generated columns, 0 where column
     context + s x beams + path[i, b, s] (the beam's own token at step s) and -inf elsewhere."""
     inputs, beams, steps = path.shape
@@ -91,7 +94,9 @@ def step_bias(ctx_bias: torch.Tensor, path: torch.Tensor, heads: int) -> torch.T
     columns = path + torch.arange(steps, device=path.device) * beams
     gen.scatter_(-1, columns, 0.0)
     bias = torch.cat([ctx_bias.expand(inputs, beams, ctx_bias.shape[-1]), gen], dim=-1)
-    return bias[:, None].expand(inputs, heads, beams, bias.shape[-1]).reshape(inputs * heads, beams, -1)
+    width = bias.shape[-1]
+    return bias[:, None, None].expand(inputs, heads, groups, beams, width).reshape(inputs * heads, groups * beams,
+                                                                                   width)
 
 
 @dataclass
@@ -104,22 +109,28 @@ class Step:
 
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                **kwargs):
-    """Attention of the new token of every beam over [context; its generated tokens so far; itself]."""
+    """Attention of the new token of every beam over [context; its generated tokens so far; itself].
+    `query` (rows, heads, 1, d_head); `key`, `value` (rows, kv_heads, 1, d_head), rows = inputs x beams. Query
+    head h reads key/value head h // groups (transformers' `repeat_kv`)."""
     step: Step = _LOCAL.step
     layer = step.layers[module.layer_idx]
-    rows, heads, _, dh = query.shape                                   # query: (rows, heads, 1, d_head)
+    rows, heads, _, dh = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
     beams = step.beams
     inputs, start = rows // beams, layer.context + step.t * step.beams
     width = start + beams
-    layer.kt[..., start:width] = key.view(inputs, beams, heads, dh).permute(0, 2, 3, 1)
-    layer.v[:, :, start:width] = value.view(inputs, beams, heads, dh).transpose(1, 2)
+    layer.kt[..., start:width] = key.reshape(inputs, beams, kv_heads, dh).permute(0, 2, 3, 1)
+    layer.v[:, :, start:width] = value.reshape(inputs, beams, kv_heads, dh).transpose(1, 2)
     scale = dh ** -0.5 if scaling is None else scaling
-    q = query.view(inputs, beams, heads, dh).transpose(1, 2).reshape(inputs * heads, beams, dh)
-    kt = layer.kt.view(inputs * heads, dh, -1)[..., :width]
-    scores = torch.baddbmm(step.bias, q, kt, alpha=scale)              # (inputs x heads, beams, width)
+    q = query.reshape(inputs, beams, kv_heads, groups, dh).permute(0, 2, 3, 1, 4).reshape(inputs * kv_heads,
+                                                                                          groups * beams, dh)
+    kt = layer.kt.view(inputs * kv_heads, dh, -1)[..., :width]
+    scores = torch.baddbmm(step.bias, q, kt, alpha=scale)              # (inputs x kv_heads, groups x beams, width)
     probs = torch.softmax(scores, dim=-1)
-    out = torch.bmm(probs, layer.v.view(inputs * heads, -1, dh)[:, :width])
-    return out.view(inputs, heads, beams, dh).transpose(1, 2).reshape(rows, 1, heads, dh), None
+    out = torch.bmm(probs, layer.v.view(inputs * kv_heads, -1, dh)[:, :width])
+    out = out.view(inputs, kv_heads, groups, beams, dh).permute(0, 3, 1, 2, 4)
+    return out.reshape(rows, 1, heads, dh), None
 
 
 def _no_mask(*args, **kwargs):

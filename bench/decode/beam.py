@@ -69,8 +69,6 @@ def supports(model) -> str | None:
         return f"no {arch.family} blocks at {arch.blocks}"
     if not all(hasattr(a, "layer_idx") for a in attns):
         return "attention modules without layer_idx"
-    if any(getattr(a, "num_key_value_groups", 1) != 1 for a in attns):
-        return "grouped-query attention"
     try:
         inserted_positions(model)
     except ValueError as exc:
@@ -140,7 +138,8 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
     if prompt_len:
         key_mask = torch.cat([key_mask.new_ones(inputs, prompt_len), key_mask], dim=1)
     layers, ctx_bias = context_layers(model, cache.layers, key_mask, beams, max_new)
-    heads = layers[0].kt.shape[1]
+    heads = layers[0].kt.shape[1]                                      # key/value heads
+    groups = int(getattr(model.config, arch_of(model).n_heads_attr)) // heads   # query heads per key/value head
     del cache, out
     next_pos = src_len + prompt_len + offset                           # position of the first generated token
 
@@ -227,7 +226,7 @@ def beam_search(model, sources: Sequence[Sequence[int]], decoding: Decoding, *, 
             if g > 0:
                 ancestors[:, :, :g] = torch.take_along_dim(ancestors[:, :, :g], run_parents[:, :, None], dim=1)
             ancestors[:, :, g] = own_slot
-            set_step(Step(layers, step_bias(ctx_bias, ancestors[:, :, :g + 1], heads), beams, g))
+            set_step(Step(layers, step_bias(ctx_bias, ancestors[:, :, :g + 1], heads, groups), beams, g))
             out = model(input_ids=run_tokens[:, :, g].reshape(-1, 1),
                         position_ids=(next_pos + g).repeat_interleave(beams)[:, None], use_cache=False)
             log_probs = F.log_softmax(out.logits[:, -1, :].to(dtype=torch.float32), dim=-1)

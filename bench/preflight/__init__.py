@@ -1,8 +1,9 @@
 """Preflight: before the first run of a grid, check that every dataset split and model it needs can be had.
 
 Each (task, split) the runs read and each model they load is resolved where the run would get it: the local
-copy (`--data-dir`, `--model-dir`), the installed package (minilm-l6), or the Hub; so are the models of DART's
-model-based metrics when the grid scores them (`PEFT_BENCH_METRIC_MODELS`, metric_models.py). Online, the Hub is
+copy (`--data-dir`, `--model-dir`), the installed package (minilm-l6, smollm2-135m), or the Hub; so are the
+models of DART's model-based metrics when the grid scores them (`PEFT_BENCH_METRIC_MODELS`, metric_models.py).
+Online, the Hub is
 asked for the repository at its revision, the split's files and their parquet schema (a few kilobytes: the
 footer), the model's file list and config.json; nothing large is downloaded. With HF_HUB_OFFLINE=1 the Hub cache
 is looked in instead. What cannot be had is one `Problem` each; `check_resources` raises them all as one
@@ -15,18 +16,19 @@ from __future__ import annotations
 from bench.preflight.common import PreflightError, Problem, offline
 from bench.preflight.datasets import _HubDatasets, check_cached_split, check_hub_split, check_local_split
 from bench.preflight.metric_models import check_metric_model, check_metric_models
-from bench.preflight.models import check_model
+from bench.preflight.models import check_model, model_sources
 
 __all__ = ["PreflightError", "Problem", "check_cached_split", "check_hub_split", "check_local_split",
-           "check_metric_model", "check_metric_models", "check_model", "check_resources", "needed_splits",
-           "offline", "preflight", "_HubDatasets"]
+           "check_metric_model", "check_metric_models", "check_model", "check_resources", "model_sources",
+           "needed_splits", "offline", "preflight", "_HubDatasets"]
 
 
 def needed_splits(specs) -> list[tuple[str, str]]:
     from bench.runner import eval_splits_of
     from bench.tasks import get_task
 
-    return sorted({(s.task, split) for s in specs for split in ("train", *eval_splits_of(s, get_task(s.task)))})
+    return sorted({(s.task, split) for s in specs
+                   for split in (s.train.train_split, *eval_splits_of(s, get_task(s.task)))})
 
 
 def preflight(specs, *, data_dir=None, model_dir=None) -> list[Problem]:

