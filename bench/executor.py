@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -93,6 +94,11 @@ def run_grid(specs: list[RunSpec], *, slots: list[Slot], results_dir="results", 
     from tqdm.auto import tqdm
 
     predicted = predicted or {}
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C (SIGINT) stops the grid and its workers alike, also when the grid was started with SIGINT ignored
+        # (a shell starts background jobs so, and Python then installs no KeyboardInterrupt handler): otherwise
+        # a SIGINT to the process group stopped the workers' runs and the grid went on with the next ones.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     todo = [s for s in specs if run_status(run_dir(results_dir, s.preset, s.run_id)) != "ok"]
     counts = {"ok": 0, "failed": 0, "skipped": len(specs) - len(todo), "blocked": 0, "elsewhere": 0}
     in_grid = {s.run_id for s in todo}
