@@ -97,8 +97,14 @@ def test_a_dev_trained_run_scores_test_and_records_its_model_source(tmp_path):
 
 def test_the_smollm2_preset():
     specs = plan("smollm2-nlg")
-    assert len(specs) == 18 and {s.seed for s in specs} == {0, 1, 2}
-    assert {s.method for s in specs} == {"full", "topk", "lora", "adapter", "prefix", "prompt"}
+    assert len(specs) == 27 and {s.seed for s in specs} == {0, 1, 2}
+    assert {s.method for s in specs} == {"full", "topk", "lora", "adapter", "prefix", "prompt", "ia3", "dora", "vera"}
+    per_method = {m: sum(s.method == m for s in specs) for m in ("ia3", "dora", "vera")}
+    assert per_method == {"ia3": 3, "dora": 3, "vera": 3}
+    lora = next(s for s in specs if s.method == "lora")
+    dora = next(s for s in specs if s.method == "dora")
+    assert dora.method_config == lora.method_config   # DoRA at LoRA's rank, alpha and targets
+    assert (dora.method_config["r"], dora.method_config["alpha"]) == (8, 16)
     assert all(s.model == "smollm2-135m" and s.train.train_split == "dev" and s.eval_splits == ("test",)
                for s in specs)
     full = next(s for s in specs if s.method == "full")
