@@ -83,6 +83,16 @@ class LoRALinear(_Mergeable, nn.Linear, MethodModule):
         return f"{super().extra_repr()}, r={self.r}, scaling={self.scaling}"
 
 
+def add_to_slices(out: torch.Tensor, upd: torch.Tensor, slices, n_chunks: int, chunk: int) -> torch.Tensor:
+    """`out` (..., n_chunks * chunk) of a fused projection plus `upd` (..., len(slices), chunk), an update of the
+    chosen chunks only (GPT-2's c_attn: q, k, v); the other chunks are left as they are."""
+    if len(slices) == n_chunks:
+        return out + upd.reshape(out.shape)
+    full = out.new_zeros(*out.shape[:-1], n_chunks, chunk)
+    full[..., list(slices), :] = upd
+    return out + full.reshape(out.shape)
+
+
 class LoRAConv1D(_Mergeable, Conv1D, MethodModule):
     """transformers' Conv1D (y = x W + b, W of shape (d_in, d_out)) plus low-rank updates on chosen output slices.
 
@@ -121,11 +131,7 @@ class LoRAConv1D(_Mergeable, Conv1D, MethodModule):
             return out
         low = torch.einsum("...i,sri->...sr", self.lora_dropout(x), self.lora_A)
         upd = torch.einsum("...sr,scr->...sc", low, self.lora_B) * self.scaling
-        if len(self.slices) == self.n_chunks:
-            return out + upd.reshape(out.shape)
-        full = out.new_zeros(*out.shape[:-1], self.n_chunks, self.chunk)
-        full[..., list(self.slices), :] = upd
-        return out + full.reshape(out.shape)
+        return add_to_slices(out, upd, self.slices, self.n_chunks, self.chunk)
 
     def __repr__(self) -> str:
         return f"LoRAConv1D(nf={self.nf}, nx={self.nx}, r={self.r}, slices={self.slices} of {self.n_chunks})"

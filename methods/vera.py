@@ -23,7 +23,7 @@ from transformers.pytorch_utils import Conv1D
 
 from methods.base import Arch, MethodModule, UnsupportedFamily, freeze_all, get_module, set_module, unfreeze_head, \
     unfreeze_method_modules
-from methods.lora import ALIASES, TARGETS, adapted_layers
+from methods.lora import ALIASES, TARGETS, adapted_layers, add_to_slices
 
 SHARED = "vera_projections"       # attribute of the task model holding the shared A and B
 
@@ -102,11 +102,7 @@ class VeRAConv1D(Conv1D, MethodModule):
         b = shared.vera_B[:self.nf].reshape(self.n_chunks, self.chunk, -1)[list(self.slices)]   # (S, chunk, r)
         low = F.linear(self.vera_dropout(x), a)                                                # (..., r)
         upd = (torch.einsum("...sr,scr->...sc", low.unsqueeze(-2) * self.vera_d, b) * self.vera_b).to(out.dtype)
-        if len(self.slices) == self.n_chunks:
-            return out + upd.reshape(out.shape)
-        full = out.new_zeros(*out.shape[:-1], self.n_chunks, self.chunk)
-        full[..., list(self.slices), :] = upd
-        return out + full.reshape(out.shape)
+        return add_to_slices(out, upd, self.slices, self.n_chunks, self.chunk)
 
     def __repr__(self) -> str:
         return f"VeRAConv1D(nf={self.nf}, nx={self.nx}, slices={self.slices} of {self.n_chunks})"
