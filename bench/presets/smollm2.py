@@ -30,16 +30,18 @@ MAX_LENGTH = 128          # tokens of source + separator + target (SmolLM2's tok
 METHODS = [
     ("FT", "full", {}, 5e-5),
     ("FT-top2", "topk", {"k": 2}, 1e-4),
-    ("LoRA (r=8, α=16)", "lora", {"r": 8, "alpha": 16}, 1e-3),
+    # LoRA's rate from the same 30-step curves as the rows below (reports/perf/lrcurve-smollm2-lora.json,
+    # `python -m bench.perf.lrcurve`): 1e-3 2.87 -> 1.70, 2e-3 2.72 -> 1.41, 5e-3 2.54 -> 1.34, 1e-2 2.58 -> 1.36.
+    ("LoRA (r=8, α=16)", "lora", {"r": 8, "alpha": 16}, 5e-3),
     ("Adapter^L (b=32)", "adapter", {"kind": "lin", "bottleneck": 32}, 1e-3),
     ("Prefix (len 5)", "prefix", {"length": 5, "mlp_hidden": 512, "shift_positions": True}, 5e-4),
     ("Prompt (len 10)", "prompt", {"length": 10}, 1e-2),
     # beyond the lecture (docs/methods-beyond.md). Rates from 30-step training-loss curves on this preset's data
     # (seed 0, batch 8, fp32, 6% warmup then linear decay over the 30 steps, the same batches for every row; loss
-    # 2.59 on the first batch; below, the mean over steps 1-5 -> over steps 26-30). LoRA at 1e-3, for reference:
-    # 2.87 -> 1.70. (IA)^3 1e-2 2.53 -> 1.44, 3e-2 2.27 -> 1.34, 1e-1 2.23 -> 1.37 (no better: 3e-2); DoRA 1e-3
-    # 2.86 -> 1.69 (LoRA's curve), 2e-3 2.71 -> 1.41, 5e-3 2.54 -> 1.34; VeRA r=256 1e-2 3.00 -> 2.52 (barely
-    # moves), 3e-2 2.91 -> 1.74, 1e-1 2.64 -> 1.34. No rate above DoRA's and VeRA's was tried. The 30 steps lie in
+    # 2.59 on the first batch; below, the mean over steps 1-5 -> over steps 26-30). (IA)^3 1e-2 2.53 -> 1.44,
+    # 3e-2 2.27 -> 1.34, 1e-1 2.23 -> 1.37 (no better: 3e-2); DoRA 1e-3 2.86 -> 1.69 (LoRA's curve at 1e-3),
+    # 2e-3 2.71 -> 1.41, 5e-3 2.54 -> 1.34 (LoRA's at 5e-3, whose 1e-2 is no better); VeRA r=256 1e-2 3.00 -> 2.52
+    # (barely moves), 3e-2 2.91 -> 1.74, 1e-1 2.64 -> 1.34; no rate above VeRA's was tried. The 30 steps lie in
     # the first epoch (51 steps): every batch is new to the model when its loss is taken.
     # VeRA's r: 256 (PEFT's default, minilm-glue's) is 0.44 d at d=576. Its frozen random projections add
     # r (d_in + d_out) multiply-adds per token to q (0.9x q's own) and v (1.8x v's, kv width 192); r=1024 (VeRA's
