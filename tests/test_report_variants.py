@@ -31,3 +31,16 @@ def test_protocol_lines_name_each_recipes_selection_and_loss():
 def test_result_files_written_before_the_variant_columns_read_as_best_and_token_mean():
     rows = read_results(REPO / "results" / "minilm-glue.csv")
     assert rows and {(r.text["select"], r.text["loss"]) for r in rows} == {("best", "token_mean")}
+
+
+def test_table_captions_say_which_state_the_runs_kept():
+    from bench.report.tables import kept_text
+
+    def runs(*pairs):
+        return SimpleNamespace(runs=[SimpleNamespace(text={"task": t, "select": s}) for t, s in pairs])
+
+    assert kept_text(runs(("e2e", "final"), ("e2e", "final")), ["e2e"]) == "each run's final state, no selection"
+    assert kept_text(runs(("sst2", "best"), ("sst2", "")), ["sst2"]) == "best epoch on dev per run"
+    assert "as each recipe keeps it" in kept_text(runs(("e2e", "final"), ("e2e", "best")), ["e2e"])
+    # another task's runs do not change the caption of this table
+    assert kept_text(runs(("e2e", "final"), ("sst2", "best")), ["e2e"]) == "each run's final state, no selection"

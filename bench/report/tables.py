@@ -158,7 +158,7 @@ def glue_table(grid: Grid, paper: list[PaperRow], marks: dict | None = None, tes
                      entries + [_glue_average(entries, key, index, len(glue))]))
     caption = ("GLUE dev sets in the layout of LoRA Table 2: MNLI matched accuracy, CoLA Matthews correlation, "
                "STS-B Pearson correlation, accuracy elsewhere, all in %. Each cell: median over seeds \u00b1 "
-               "sample std of our runs (best epoch on dev per run), then (paper value, \u0394 = ours \u2212 paper) "
+               f"sample std of our runs ({kept_text(grid, tasks)}), then (paper value, \u0394 = ours \u2212 paper) "
                "where the paper has the row. # trainable parameters = stored parameters without the task head. "
                "Avg. is the mean of the task medians; it is compared to the paper only over all 8 tasks.")
     return Table(name="glue", title="GLUE (LoRA Table 2 layout)", caption=caption,
@@ -201,13 +201,23 @@ def nlg_table(grid: Grid, paper: list[PaperRow], marks: dict | None = None, test
         rows.append(([model_name(key.model), key.display, _params_text(grid, key, tasks),
                       _percent_text(grid, key, tasks)], entries))
     caption = ("Table-to-text test sets in the layout of Prefix-Tuning Table 1 (WebNLG: S seen, U unseen, A all "
-               "categories). Each cell: mean over seeds \u00b1 sample std of our runs (checkpoint chosen on dev), "
+               f"categories). Each cell: mean over seeds \u00b1 sample std of our runs ({kept_text(grid, tasks)}), "
                "then (paper value, \u0394 = ours \u2212 paper) where the paper has the row, in the paper's units "
                "(BLEU, and E2E METEOR and ROUGE-L in %; NIST and CIDEr raw; WebNLG/DART METEOR, TER and the "
                "learned metrics as fractions). # params = stored parameters.")
     return Table(name="nlg", title="Table-to-text (Prefix-Tuning Table 1 layout)", caption=caption,
                  lead=["Model", "Method", "# Params (stored)", "% of base"], groups=groups, columns=columns,
                  rows=rows, notes=_notes(grid, tasks, paper), test=test if marks else "")
+
+
+def kept_text(grid: Grid, tasks: list[str]) -> str:
+    """Which state the runs of `tasks` kept, as the runner's `select` recorded it (empty: the old default, best)."""
+    kept = {r.text.get("select", "") or "best" for r in grid.runs if r.text.get("task", "") in tasks}
+    if kept == {"final"}:
+        return "each run's final state, no selection"
+    if kept <= {"best"}:
+        return "best epoch on dev per run"
+    return "best dev epoch or final state per run, as each recipe keeps it: index.md"
 
 
 def _notes(grid: Grid, tasks: list[str], paper: list[PaperRow]) -> list[str]:
