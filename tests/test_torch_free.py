@@ -59,7 +59,7 @@ def test_show_and_collect_run_without_torch(argv, tmp_path):
 def test_report_runs_without_torch_on_the_committed_csv(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    for name in ("minilm-glue.csv", "paper.csv"):
+    for name in ("minilm-glue.csv", "minilm-glue.predictions.jsonl", "paper.csv"):
         shutil.copy(REPO / "results" / name, results / name)
     res = _cli("report", "minilm-glue", "--results", str(results), "--out", str(tmp_path / "reports"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr

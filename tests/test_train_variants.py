@@ -168,9 +168,9 @@ def test_select_final_without_per_epoch_evaluation_evaluates_once():
 
 
 def test_the_new_fields_at_their_defaults_keep_the_committed_run_ids():
-    """results/minilm-glue.csv was produced before `train.cpu_fast_path` existed; its run_ids still name those
-    runs (as `loss`, `select` and the prefix's `shift_positions` at their defaults kept the ids of the runs
-    before them)."""
+    """results/minilm-glue.csv names exactly the preset's 66 runs (11 methods x SST-2, RTE x 3 seeds, fp32): fields
+    added since then at their defaults (`train.tf32`, `train.head_lr`, ...) keep the run_ids, as `loss`, `select`
+    and the prefix's `shift_positions` at their defaults kept the ids of the runs before them."""
     import csv
     from pathlib import Path
 
@@ -179,17 +179,8 @@ def test_the_new_fields_at_their_defaults_keep_the_committed_run_ids():
     committed = Path(__file__).resolve().parents[1] / "results" / "minilm-glue.csv"
     with committed.open(newline="") as handle:
         ids = {row["run_id"] for row in csv.DictReader(handle)}
-    planned = plan("minilm-glue")
-    assert len(planned) == 48 + 3 * 2 * 3      # (IA)^3, DoRA, VeRA on SST-2 and RTE, 3 seeds
-    # The preset now pins fp32 (mixed_precision="no"); the committed runs trained under "auto". Under "auto" the
-    # preset still names exactly the committed runs of the lecture's methods; rows of the fp32 rerun name the
-    # pinned specs.
-    as_run = {replace(s, train=replace(s.train, mixed_precision="auto")).run_id for s in planned
-              if s.method not in ("ia3", "dora", "vera")}
-    pinned = {s.run_id for s in planned}
-    assert ids and ids <= as_run | pinned
-    if ids <= as_run:
-        assert ids == as_run and len(ids) == 48
+    planned = {s.run_id for s in plan("minilm-glue")}
+    assert len(planned) == 66 and ids == planned
     torch_kernels = RunSpec(model="minilm-l6", task="sst2", method="full", train=TrainConfig(cpu_fast_path=False))
     assert torch_kernels.run_id != RunSpec(model="minilm-l6", task="sst2", method="full").run_id
     spec = RunSpec(model="minilm-l6", task="sst2", method="full")
