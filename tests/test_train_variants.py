@@ -3,7 +3,6 @@ selection, each against a reference written from the script (not from our code).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import pytest
 import torch
