@@ -36,6 +36,9 @@ MAX_LENGTH = 128          # tokens of source + separator + target (SmolLM2's tok
 #     3e-3 2.63 -> 1.52 (tied: 1e-3)
 #   LoRA 1e-3 2.87 -> 1.70, 2e-3 2.72 -> 1.41, 5e-3 2.54 -> 1.34, 1e-2 2.58 -> 1.36 (tied: 5e-3)
 #   Adapter^L 1e-3 2.79 -> 1.44, 3e-3 2.52 -> 1.33, 1e-2 2.90 -> 1.31 (1e-2)
+#   Prefix (first batch 2.75: the reparameterised prefix is not a no-op at init) 5e-4 3.20 -> 1.43,
+#     2e-3 3.12 -> 1.40, 5e-3 4.07 -> 3.17 (diverges) (2e-3)
+#   Prompt (first batch 2.72) 1e-2 2.98 -> 1.94, 3e-2 2.94 -> 1.78, 1e-1 2.99 -> 1.93 (3e-2)
 #   (IA)^3 1e-2 2.53 -> 1.44, 3e-2 2.27 -> 1.34, 1e-1 2.23 -> 1.37 (3e-2)
 #   DoRA 1e-3 2.86 -> 1.69 (LoRA's curve at 1e-3), 2e-3 2.71 -> 1.41, 5e-3 2.54 -> 1.34 (as LoRA: 5e-3)
 #   VeRA r=256 1e-2 3.00 -> 2.52 (barely moves), 3e-2 2.91 -> 1.74, 1e-1 2.64 -> 1.34; no rate above 1e-1 tried
@@ -48,8 +51,8 @@ METHODS = [
     ("FT-top2", "topk", {"k": 2}, 1e-3),
     ("LoRA (r=8, α=16)", "lora", {"r": 8, "alpha": 16}, 5e-3),
     ("Adapter^L (b=32)", "adapter", {"kind": "lin", "bottleneck": 32}, 1e-2),
-    ("Prefix (len 5)", "prefix", {"length": 5, "mlp_hidden": 512, "shift_positions": True}, 5e-4),
-    ("Prompt (len 10)", "prompt", {"length": 10}, 1e-2),
+    ("Prefix (len 5)", "prefix", {"length": 5, "mlp_hidden": 512, "shift_positions": True}, 2e-3),
+    ("Prompt (len 10)", "prompt", {"length": 10}, 3e-2),
     ("(IA)^3", "ia3", {}, 3e-2),
     ("DoRA (r=8, α=16)", "dora", {"r": 8, "alpha": 16}, 5e-3),
     ("VeRA (r=256)", "vera", {"r": 256}, 1e-1),
