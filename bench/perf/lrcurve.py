@@ -43,7 +43,6 @@ def window_means(losses: list[float], window: int) -> tuple[float, float]:
 
 def curve(spec, lr: float, steps: int, *, data_dir=None, model_dir=None) -> dict:
     """Train `spec` at peak rate `lr` for `steps` optimizer steps; its per-step losses and seconds."""
-    import torch
     from accelerate.utils import set_seed
 
     import bench.loop as loop
@@ -51,7 +50,7 @@ def curve(spec, lr: float, steps: int, *, data_dir=None, model_dir=None) -> dict
     from bench.runner import fitted_max_length, load_data, train_loader
     from bench.spec import method_object
     from bench.tasks import get_task
-    from bench.train import train_steps
+    from bench.train import set_dropout, train_steps
 
     cfg = dataclasses.replace(spec.train, lr=lr)
     task = get_task(spec.task)
@@ -59,6 +58,8 @@ def curve(spec, lr: float, steps: int, *, data_dir=None, model_dir=None) -> dict
     set_seed(spec.seed)
     model, tokenizer = load_model(spec.model, kind=task.kind, num_labels=max(task.num_labels, 1), model_dir=model_dir)
     apply_method(model, method_object(spec))
+    if cfg.dropout is not None:                  # as the runner applies it
+        set_dropout(model, cfg.dropout)
     loader = train_loader(spec, task, tokenizer, data["train"], fitted_max_length(model, cfg.max_length))
     per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     losses: list[float] = []
@@ -78,8 +79,6 @@ def curve(spec, lr: float, steps: int, *, data_dir=None, model_dir=None) -> dict
         loop.compute_loss = original
     if cfg.grad_accum > 1:   # one loss per optimizer step: the mean of its micro-batches
         losses = [sum(losses[i:i + cfg.grad_accum]) / cfg.grad_accum for i in range(0, len(losses), cfg.grad_accum)]
-    del model
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {"lr": lr, "losses": [round(x, 5) for x in losses], "seconds": round(seconds, 1),
             "steps_per_epoch": per_epoch}
 
@@ -109,6 +108,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--steps {args.steps} and --window {args.window}: need steps >= window >= 1")
         specs = plan(args.preset, tasks=[args.task] if args.task else ())
         spec = pick_row(specs, args.row)
+        if spec.init_from:
+            raise ValueError(f"{args.row!r} starts from another run's trained state ({spec.init_from}); "
+                             f"this tool trains rows that start from the pretrained model")
         preset = get_preset(args.preset)
         data_dir = args.data_dir or (None if preset.default_data_dir is None else str(preset.default_data_dir))
     except ValueError as err:
