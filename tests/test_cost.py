@@ -132,3 +132,56 @@ def test_no_import_cycle_between(a, b):
 
     name = lambda p: p.removesuffix(".py").replace("/", ".")
     assert not (name(b) in imported(a) and name(a) in imported(b)), f"{a} and {b} import each other"
+
+
+def test_a_peak_measured_on_a_busy_machine_is_measured_again_when_it_is_quiet(tmp_path, monkeypatch):
+    import bench.cost.device as dev
+
+    monkeypatch.setenv("PEFT_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: ["fpu", "avx2", "fma"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    key = dev.cpu_key()
+    assert key.endswith("|avx2|1 threads")
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: ["avx2", "avx512f", "avx512_bf16"])
+    assert dev.cpu_key() != key and "|avx512bf16|" in dev.cpu_key()
+
+    cores = len(dev.os.sched_getaffinity(0)) if hasattr(dev.os, "sched_getaffinity") else dev.os.cpu_count()
+    busy, quiet = cores + 1.0, 0.0
+    measured = []
+
+    def fake_measure(result):
+        def measure():
+            measured.append(result)
+            return dict(result)
+        return measure
+
+    # first measurement: kept whatever the load, with the load it saw, and the plan says it may read high
+    monkeypatch.setattr(dev, "measure_peak", fake_measure({"fp32": 2e10, "bf16": 1e10, "by": "torch",
+                                                           "others_busy": busy}))
+    monkeypatch.setattr(dev, "_others_busy_now", lambda: busy)
+    d = dev.device("cpu")
+    assert d.peak == {"fp32": 2e10, "bf16": 1e10} and "may read high" in d.source and len(measured) == 1
+    # still busy: the cached figure stands, nothing is measured
+    assert dev.device("cpu").peak["fp32"] == 2e10 and len(measured) == 1
+    # quiet now: measured again, each precision keeps its best figure, the quieter load is recorded
+    monkeypatch.setattr(dev, "_others_busy_now", lambda: quiet)
+    monkeypatch.setattr(dev, "measure_peak", fake_measure({"fp32": 9e10, "bf16": 0.5e10, "by": "torch",
+                                                           "others_busy": quiet}))
+    d = dev.device("cpu")
+    assert len(measured) == 2 and d.peak == {"fp32": 9e10, "bf16": 1e10} and "may read high" not in d.source
+    assert dev.read_cache()["peaks"][dev.cpu_key()]["others_busy"] == quiet
+    # a quiet figure is never measured again
+    monkeypatch.setattr(dev, "measure_peak", lambda: pytest.fail("measured a quiet peak again"))
+    assert dev.device("cpu").peak["fp32"] == 9e10
+
+
+def test_other_processes_load_is_read_from_two_cpu_samples():
+    from bench.cost.device import _cpu_sample, _others_busy
+
+    # 2 s of wall time, the machine busy for 3 CPU-seconds of which this process used 1: 1 core held by others
+    assert _others_busy((10.0, 100.0, 5.0), (12.0, 103.0, 6.0)) == pytest.approx(1.0)
+    assert _others_busy((10.0, 100.0, 5.0), (12.0, 100.5, 6.0)) == 0.0     # clock ticks lag: never negative
+    assert _others_busy(None, (12.0, 100.0, 6.0)) is None
+    sample = _cpu_sample()
+    if sample is not None:                     # Linux: machine-wide busy seconds are at least this process's own
+        assert sample[1] > 0 and sample[2] >= 0
