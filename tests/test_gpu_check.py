@@ -27,9 +27,12 @@ def test_tiny_gpu_check_writes_every_stage(tmp_path):
         assert r["peak_mem_mb"] > 0 and r["examples_per_s"] > 0
     paired = {(row["model"], row["method"]) for row in report["train_summary"] if "speedup" in row}
     assert paired == {(s.model, m) for s in gpu.TINY_SHAPES for m in s.paired}
-    decode = {r["engine"]: r for r in report["decode"]}
-    assert set(decode) == {"suite", "hf_batched", "baseline"}
-    assert all(r["identical_outputs"] for r in decode.values()) and decode["suite"]["search"] == "own"
+    decoded = {r["model"] for r in report["decode"]}
+    assert decoded == {f"{m} (random weights)" for m in gpu.DECODE_MODELS["cpu"]}        # GPT-2 and Llama layouts
+    for model in decoded:
+        decode = {r["engine"]: r for r in report["decode"] if r["model"] == model}
+        assert set(decode) == {"suite", "hf_batched", "baseline"}
+        assert all(r["identical_outputs"] for r in decode.values()) and decode["suite"]["search"] == "own"
 
 
 def test_shapes_are_registry_models_the_methods_support():
@@ -44,3 +47,6 @@ def test_shapes_are_registry_models_the_methods_support():
         assert arch.decoder == (get_task(shape.task).kind == "generate")
         assert set(shape.paired) <= {"full", "lora", "prefix", "prompt"}      # what Trainer + peft can run
     assert [s.model for s in gpu.SHAPES] == ["roberta-base", "gpt2-medium"]
+    for device, names in gpu.DECODE_MODELS.items():
+        for name in names:
+            assert ARCHES[model_info(name).family].decoder and model_info(name).tiny == (device == "cpu")

@@ -132,3 +132,16 @@ def test_a_stage_runs_its_cases_in_one_process_and_keeps_each_record():
     assert [[r["engine"] for r in records] for records in results] == [["suite"], ["baseline"]]
     for records in results:
         assert records[0]["status"] == "ok" and records[0]["isolated_process"] and records[0]["examples_per_s"] > 0
+
+
+def test_random_weight_decoding_can_keep_the_models_own_vocabulary():
+    """The GPU check decodes SmolLM2-135M's shape with its real 49,152-entry LM head (28M of its parameters), not
+    the byte-level tokenizer's few hundred entries, whose ids are a subset of it."""
+    from bench.perf.decode import _random_model
+
+    real, tok = _random_model("smollm2-135m", real_vocab=True)
+    assert real.config.vocab_size == 49152 and real.get_output_embeddings().weight.shape == (49152, 576)
+    assert len(tok) <= 49152 and tok.eos_token_id < 49152
+    del real
+    small, tok = _random_model("smollm2-135m")
+    assert small.config.vocab_size == len(tok) < 1000

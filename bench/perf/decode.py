@@ -45,6 +45,7 @@ class DecodeCase:
     seed: int = 0
     device: str = "cpu"
     random_weights: bool = False  # the named architecture with random weights and the byte-level tokenizer
+    real_vocab: bool = False      # random weights keep the model's own vocabulary size (its LM head's real cost)
     precision: str = "fp32"       # fp32 | bf16: the model's weights and activations, the same for every engine
     repeats: int = 2              # timed runs per engine, interleaved ABBA; the fastest is kept
     engines: tuple[str, ...] = ENGINES   # which to run; identical_outputs needs the baseline
@@ -65,10 +66,11 @@ class DecodeCase:
             raise ValueError(f"decode case repeats must be >= 1, got {self.repeats}")
 
 
-def _random_model(name: str):
+def _random_model(name: str, real_vocab: bool = False):
     """`name`'s architecture (bench.models literal config) with random weights and the tiny byte-level
     tokenizer's vocabulary of its family: decoding speed at a real size without a download (outputs are
-    meaningless)."""
+    meaningless). With `real_vocab` the model keeps its own vocabulary size, so the LM head costs what it does in
+    the real model (SmolLM2-135M: 28M of its 135M parameters); the byte-level ids are a subset of it."""
     from transformers import AutoModelForCausalLM
 
     from bench.models import model_config, model_info
@@ -80,7 +82,7 @@ def _random_model(name: str):
         raise ValueError(f"--random-weights: {name} is not a decoder model ({info.family})")
     tokenizer = tiny_tokenizer(info.family)
     config = model_config(name, kind="generate")
-    config.vocab_size = len(tokenizer)
+    config.vocab_size = max(config.vocab_size, len(tokenizer)) if real_vocab else len(tokenizer)
     config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
     return AutoModelForCausalLM.from_config(config), tokenizer
 
@@ -130,7 +132,7 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
         decoding = dataclasses.replace(decoding, batch_size=case.batch_size)
     torch.manual_seed(case.seed)
     if case.random_weights:
-        model, tokenizer = _random_model(case.model)
+        model, tokenizer = _random_model(case.model, case.real_vocab)
     else:
         model, tokenizer = load_model(case.model, kind="generate", model_dir=case.model_dir)
     model.to(device=case.device, dtype=PRECISIONS[case.precision]).eval()
@@ -167,7 +169,7 @@ def run_decode_case(case: DecodeCase) -> list[dict]:
             "kind": "decode", "engine": engine, "method": "none", "padding": "dynamic" if batched else "none",
             "search": {"suite": suite_engine, "hf_batched": "hf", "baseline": "hf"}[engine],
             "model": case.model + (" (random weights)" if case.random_weights else ""), "task": case.task,
-            "precision": case.precision, "device": case.device,
+            "precision": case.precision, "device": case.device, "vocab_size": model.config.vocab_size,
             "batch_size": decoding.batch_size if batched else 1,
             "inputs": len(sources), "num_beams": decoding.num_beams, "max_new_tokens": decoding.max_new_tokens,
             "score_length": decoding.score_length,

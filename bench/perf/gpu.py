@@ -11,7 +11,8 @@ what it measured):
    peft's prefix tuning does not run on RoBERTa under transformers 5: those are suite-only), with
    examples/s, tokens/s, MFU (training FLOP/s over the bf16 peak) and peak memory (max allocated);
 4. decoding: our batched beam search against one `model.generate` call per input on CUDA at the GPT-2-medium
-   shape (`bench.perf.decode`, the decoding benchmark's own case): the share of identical rows, and for rows
+   and the SmolLM2-135M (Llama layout) shapes (`bench.perf.decode`, the decoding benchmark's own case, each
+   model's own vocabulary size): the share of identical rows, and for rows
    that differ the gap of the two outputs' beam scores; it fails only on a gap no near-tie explains
    (`bench.perf.decode_compare`: cuBLAS results differ with the batch shape, so a near-tie may flip a token).
 
@@ -87,7 +88,9 @@ TINY_SHAPES = (
     Shape("tiny-roberta", "sst2", "train", 4, 64, ("full", "lora"), ("adapter", "prefix")),
     Shape("tiny-gpt2", "e2e", "dev", 2, 256, ("full", "lora", "prefix"), ("adapter",)),
 )
-DECODE_MODEL = {"cuda": "gpt2-medium", "cpu": "tiny-gpt2"}
+# decoded with random weights: GPT-2 medium (the Prefix-Tuning / LoRA E2E shape) and SmolLM2-135M (the Llama
+# layout of smollm2-nlg: rotary positions for every beam, a cache at key-value-head width); tiny ones on the CPU
+DECODE_MODELS = {"cuda": ("gpt2-medium", "smollm2-135m"), "cpu": ("tiny-gpt2", "tiny-llama")}
 
 
 def device_slug(device: str) -> str:
@@ -118,8 +121,9 @@ def train_cases(args, device: str) -> list:
     return cases
 
 
-def stages(args, device: str, decode) -> list[tuple[str, list]]:
-    """(label, jobs) per stage: the first shape's training cases, the decoding case, the other shapes' cases."""
+def stages(args, device: str, decodes) -> list[tuple[str, list]]:
+    """(label, jobs) per stage: the first shape's training cases, one stage per decoding case, the other shapes'
+    cases."""
     cases = train_cases(args, device)
     shapes = TINY_SHAPES if args.tiny else SHAPES
     out = []
@@ -127,7 +131,7 @@ def stages(args, device: str, decode) -> list[tuple[str, list]]:
         mine = [("train", c) for c in cases if c.model == shape.model]
         out.append((f"train {shape.model}: {', '.join(f'{c.engine}/{c.method}' for _, c in mine)}", mine))
         if i == 0:
-            out.append((f"decode {decode.model} beam search", [("decode", decode)]))
+            out += [(f"decode {decode.model} beam search", [("decode", decode)]) for decode in decodes]
     return out
 
 
@@ -251,11 +255,12 @@ def main(argv=None) -> int:
                                                                    dtype=torch.bfloat16)
         _write(report, out)
     peak = report["matmul_peak_bf16_flops_per_s"]
-    decode = DecodeCase(model=DECODE_MODEL["cpu" if args.tiny else "cuda"], task="e2e", split="dev",
-                        data_dir=args.data_dir, inputs=1 if args.tiny else args.decode_inputs, device=device,
-                        random_weights=True, precision="fp32", repeats=1,
-                        decoding={"max_new_tokens": 20} if args.tiny else {})
-    for label, jobs in stages(args, device, decode):
+    decodes = [DecodeCase(model=name, task="e2e", split="dev", data_dir=args.data_dir,
+                          inputs=1 if args.tiny else args.decode_inputs, device=device, random_weights=True,
+                          real_vocab=not args.tiny, precision="fp32", repeats=1,
+                          decoding={"max_new_tokens": 20} if args.tiny else {})
+               for name in DECODE_MODELS["cpu" if args.tiny else "cuda"]]
+    for label, jobs in stages(args, device, decodes):
         if not stage(label):
             continue
         if args.tiny:                  # in this process: the test suite's run, seconds

@@ -42,8 +42,10 @@ def print_summary(report: dict, out: Path) -> None:
         if "speedup" in row:
             parts.append(f"suite/Trainer {row['speedup']:.2f}x")
         print(" ".join(parts))
-    records = {r["engine"]: r for r in report["decode"] if r.get("status") == "ok"}
-    if "suite" in records and "baseline" in records:
+    for model in dict.fromkeys(r.get("model") for r in report["decode"]):
+        records = {r["engine"]: r for r in report["decode"] if r.get("status") == "ok" and r.get("model") == model}
+        if "suite" not in records or "baseline" not in records:
+            continue
         s, b = records["suite"], records["baseline"]
         print(f"decoding {s['model']}: ours {s['inputs_per_s']:.2f} inputs/s vs batch-1 {b['inputs_per_s']:.2f} = "
               f"{s['inputs_per_s'] / b['inputs_per_s']:.2f}x; identical rows {s['identical_rows']}/{s['inputs']}, "
