@@ -79,17 +79,33 @@ def test_generation_runs_count_beams_and_new_tokens():
     assert c.generated_tokens > 0 and c.eval_passes >= 2 and c.peak_mem_gb > 1
 
 
-def test_beyond_methods_priced_with_their_exact_trained_counts():
-    """The planner's closed forms for ia3, dora and vera give `peft-bench params`'s trained counts."""
+@pytest.mark.parametrize("model", ["roberta-base", "minilm-l6", "gpt2-medium", "smollm2-135m", "tiny-qwen2",
+                                   "tiny-mistral"])
+def test_the_planner_prices_every_method_with_its_exact_trained_count(model):
+    """The planner's closed forms give `peft-bench params`'s trained counts, the Llama layout included (k and v
+    at the key-value width under grouped-query attention, a gated MLP, RMSNorms, the prefix's MLP at the
+    key-value width); DeBERTa-v2's relative-position and convolution parameters are left out (0.5% of FT)."""
     from bench.commands.params import counts
     from bench.cost.flops import method_cost, shape_of
+    from bench.models import model_info
 
-    for model in ("roberta-base", "gpt2-medium", "minilm-l6"):
-        for method, config, settings in (("ia3", {}, []), ("dora", {"r": 8}, ["r=8"]),
-                                         ("vera", {"r": 256, "targets": ("q", "v", "ffn_in")},
-                                          ["r=256", "targets=q,v,ffn_in"])):
-            assert method_cost(method, config, shape_of(model)).trained == counts(model, method, settings)[
-                "trained"], (model, method)
+    cases = [("full", {}, []), ("topk", {"k": 2}, ["k=2"]), ("lora", {}, []),
+             ("lora", {"targets": ("q", "k", "v", "o", "gate", "up", "down")}, ["targets=q,k,v,o,gate,up,down"]),
+             ("ia3", {}, []), ("dora", {"r": 8}, ["r=8"]), ("prefix", {}, []), ("prompt", {}, []),
+             ("vera", {"r": 256}, ["r=256"]),
+             ("vera", {"r": 256, "targets": ("q", "v", "ffn_in")}, ["r=256", "targets=q,v,ffn_in"]),
+             ("adapter", {"kind": "lin", "bottleneck": 32}, ["kind=lin", "bottleneck=32"]),
+             ("adapter", {"kind": "houlsby", "bottleneck": 64}, ["kind=houlsby", "bottleneck=64"])]
+    llama = model_info(model).family in ("llama", "mistral", "qwen2")
+    if llama:
+        cases = [c for c in cases if c[1].get("targets") != ("q", "v", "ffn_in")]
+    else:
+        cases = [c for c in cases if "gate" not in c[1].get("targets", ())]
+    if model_info(model).family != "llama" and model_info(model).family != "mistral":
+        cases.append(("bitfit", {}, []))                     # Llama and Mistral have no bias to train
+    for method, config, settings in cases:
+        assert method_cost(method, config, shape_of(model)).trained == counts(model, method, settings)[
+            "trained"], (model, method, settings)
 
 
 def test_the_length_table_is_a_data_file_that_round_trips(tmp_path):
