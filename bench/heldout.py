@@ -22,6 +22,13 @@ the task's dev metric (BLEU) on each half from per-input n-gram statistics compu
 outputs are then scored once with the task's full scorer (E2E: BLEU, NIST, METEOR, ROUGE-L, CIDEr; WebNLG and
 DART: BLEU, METEOR, TER; DART's model-based metrics are left to the runner). Without Java, BLEU comes from the
 statistics and the Java metrics are empty with the reason.
+
+Gold (labels, references) is dataset content: it stays out of version control. A run folder keeps it in
+`predictions/epochs/<split>.gold.jsonl` (ignored by git) and its digest in `<split>.gold.id` (committed);
+`collect --data-dir D` rebuilds the gold of a run folder that lacks it from the release files (the first n
+examples of the split, as the runner evaluated them) and checks it against the digest. `collect` writes the
+per-example predictions with gold ids only (`results/<preset>.predictions.jsonl`, committed) and the gold beside
+them (`results/<preset>.gold.jsonl`, ignored by git), which the report reads.
 """
 from __future__ import annotations
 
@@ -39,6 +46,44 @@ def epoch_file(folder: str | Path, split: str, epoch: int) -> Path:
 
 def gold_file(folder: str | Path, split: str) -> Path:
     return Path(folder) / "predictions" / EPOCHS_DIR / f"{split}.gold.jsonl"
+
+
+def gold_id_file(folder: str | Path, split: str) -> Path:
+    return Path(folder) / "predictions" / EPOCHS_DIR / f"{split}.gold.id"
+
+
+def gold_id(task: str, split: str, gold: list) -> str:
+    """The digest that names a gold vector: sha1 of [task, split, gold] as JSON, 12 hex digits."""
+    return hashlib.sha1(json.dumps([task, split, gold]).encode()).hexdigest()[:12]
+
+
+def gold_values(task, examples) -> list | None:
+    """One JSON value per example: its label, or its list of references; None when the split is unlabelled."""
+    if task.kind == "generate":
+        values = [list(getattr(ex, "references", ()) or ()) for ex in examples]
+        labelled = bool(values) and all(values)
+    else:
+        values = [getattr(ex, "label", None) for ex in examples]
+        labelled = bool(values) and all(v is not None for v in values)
+    return values if labelled else None
+
+
+class GoldSource:
+    """The gold of a run folder that does not keep it (a clone: gold is not committed), rebuilt from the release
+    files in `data_dir`: the first n examples of the split, the runner's `max_eval_examples` cut."""
+
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = data_dir
+        self._splits: dict[tuple[str, str], list] = {}
+
+    def get(self, task, split: str, n: int) -> list | None:
+        from bench.data import load_split
+
+        key = (task.name, split)
+        if key not in self._splits:
+            self._splits[key] = gold_values(task, load_split(task, split, self.data_dir)) or []
+        values = self._splits[key]
+        return values[:n] if len(values) >= n else None
 
 
 def keep_epoch_predictions(folder: str | Path, split: str, epoch: int, predictions: list[str], examples,
@@ -59,14 +104,10 @@ def keep_gold(folder: str | Path, split: str, examples, task) -> None:
     from bench.results import write_atomic
 
     gold = gold_file(folder, split)
-    if task.kind == "generate":
-        values = [list(getattr(ex, "references", ()) or ()) for ex in examples]
-        labelled = bool(values) and all(values)
-    else:
-        values = [getattr(ex, "label", None) for ex in examples]
-        labelled = bool(values) and all(v is not None for v in values)
-    if labelled and not gold.is_file():
+    values = gold_values(task, examples)
+    if values is not None and not gold.is_file():
         write_atomic(gold, "".join(json.dumps(v) + "\n" for v in values))
+        write_atomic(gold_id_file(folder, split), gold_id(task.name, split, values) + "\n")
 
 
 def half_of(task: str, index: int) -> int:
@@ -90,11 +131,40 @@ def read_epochs(folder: str | Path, split: str) -> dict[int, list[str]]:
     return dict(sorted(out.items()))
 
 
-def read_gold(folder: str | Path, split: str) -> list | None:
+class GoldMissing(Exception):
+    """A run folder has no gold file and no data to rebuild it from."""
+
+
+def read_gold(folder: str | Path, split: str, task=None, source: GoldSource | None = None,
+              n: int | None = None) -> list | None:
+    """The split's gold kept in the run folder, else rebuilt by `source` (n examples) and checked against the
+    folder's digest; None where the split kept none. GoldMissing where the folder names a digest but no source
+    is given; ConfigError where the rebuilt gold is not the one the run was scored on."""
     path = gold_file(folder, split)
-    if not path.is_file():
+    id_path = gold_id_file(folder, split)
+    if path.is_file():
+        gold = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if task is not None and not id_path.is_file():      # folders from before the digest: it is added
+            from bench.results import write_atomic
+
+            write_atomic(id_path, gold_id(task.name, split, gold) + "\n")
+        return gold
+    if not id_path.is_file():
         return None
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if source is None or task is None or not n:
+        raise GoldMissing(f"{folder}: no {split} gold (labels and references are not committed)")
+    from bench.config import ConfigError
+
+    want = id_path.read_text(encoding="utf-8").strip()
+    gold = source.get(task, split, n)
+    if gold is None or gold_id(task.name, split, gold) != want:
+        raise ConfigError(f"{folder}: the {split} gold rebuilt from {source.data_dir} is not the one the run was "
+                          f"scored on (digest {want}); the release files differ")
+    return gold
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
 
 
 def parse_predictions(kind: str, lines: list[str]) -> list:
@@ -170,7 +240,8 @@ def score_heldout(task, split: str, preds: list, gold: list) -> dict:
 LEARNED = ("moverscore", "bertscore", "bleurt")   # DART's model-based metrics: torch and weights, runner only
 
 
-def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+def derive(folder: str | Path, rows: list[dict], source: GoldSource | None = None,
+           ) -> tuple[list[dict], list[dict]]:
     """(rows to add, per-example records) for one completed ok run.
 
     Rows: for a `select=best` run with per-epoch predictions, a copy of each
@@ -185,15 +256,16 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
     if task is None:
         return [], []
     split = task.select_split
-    gold = read_gold(folder, split)
     kept = Path(folder) / "predictions" / f"{split}.txt"
+    gold = read_gold(folder, split, task, source, _lines(kept))
     if gold is None or not kept.is_file():
-        return [], []
+        return [], (_other_records(Path(folder), rows[0], task, rows[0].get("selection") or "dev", source)
+                    if task.kind == "generate" else [])
     own = rows[0].get("selection") or "dev"
     final = parse_predictions(task.kind, kept.read_text(encoding="utf-8").splitlines())
     records = [_record(rows[0], split, own, final, gold)]
     if task.kind == "generate":
-        records += _other_records(Path(folder), rows[0], task, own)
+        records += _other_records(Path(folder), rows[0], task, own, source)
     epochs = {e: parse_predictions(task.kind, p) for e, p in read_epochs(folder, split).items()}
     epochs = {e: p for e, p in epochs.items() if len(p) == len(gold)}
     if own != "dev" or not epochs:
@@ -213,13 +285,13 @@ def derive(folder: str | Path, rows: list[dict]) -> tuple[list[dict], list[dict]
     return added, records
 
 
-def _other_records(folder: Path, row: dict, task, own: str) -> list[dict]:
+def _other_records(folder: Path, row: dict, task, own: str, source: GoldSource | None = None) -> list[dict]:
     """A generation run's records of its other scored splits (test) that kept their gold: one protocol each."""
     out = []
     for path in sorted((folder / "predictions").glob("*.txt")):
         split = path.stem
-        gold = read_gold(folder, split) if split != task.select_split else None
         preds = path.read_text(encoding="utf-8").splitlines()
+        gold = read_gold(folder, split, task, source, len(preds)) if split != task.select_split else None
         if gold is not None and len(preds) == len(gold):
             out.append(_record(row, split, own, preds, gold))
     return out
@@ -234,26 +306,35 @@ def _record(row: dict, split: str, selection: str, preds: list, gold: list, epoc
 
 
 def write_predictions(path: str | Path, records: list[dict]) -> None:
-    """`results/<preset>.predictions.jsonl`: one line per gold vector ({"gold_id", "task", "split", "gold"}),
-    written once per distinct vector, then one line per run x protocol ({"run_id", "created_at", "task",
-    "split", "selection", "gold_id", "predictions"[, "epochs"]}). Regression values are rounded to 6 digits."""
+    """`results/<preset>.predictions.jsonl`: one line per gold vector ({"gold_id", "task", "split", "n"}: its
+    digest, no values), written once per distinct vector, then one line per run x protocol ({"run_id",
+    "created_at", "task", "split", "selection", "gold_id", "predictions"[, "epochs"]}); regression values rounded
+    to 6 digits. The gold values go beside it, to `<preset>.gold.jsonl` ({"gold_id", "gold"}; not committed)."""
     from bench.results import write_atomic
 
-    lines, seen = [], set()
+    lines, golds, seen = [], [], set()
     for rec in records:
         gold = rec["gold"]
-        gold_id = hashlib.sha1(json.dumps([rec["task"], rec["split"], gold]).encode()).hexdigest()[:12]
-        if gold_id not in seen:
-            seen.add(gold_id)
-            lines.append(json.dumps({"gold_id": gold_id, "task": rec["task"], "split": rec["split"], "gold": gold}))
+        gid = gold_id(rec["task"], rec["split"], gold)
+        if gid not in seen:
+            seen.add(gid)
+            lines.append(json.dumps({"gold_id": gid, "task": rec["task"], "split": rec["split"], "n": len(gold)}))
+            golds.append(json.dumps({"gold_id": gid, "gold": gold}))
         out = {k: v for k, v in rec.items() if k != "gold"}
         out["predictions"] = [round(p, 6) if isinstance(p, float) else p for p in rec["predictions"]]
-        out["gold_id"] = gold_id
+        out["gold_id"] = gid
         lines.append(json.dumps(out))
     write_atomic(path, "".join(line + "\n" for line in lines))
+    write_atomic(gold_path(path), "".join(line + "\n" for line in golds))
 
 
 def predictions_path(csv_path: str | Path) -> Path:
     """results/<preset>.csv -> results/<preset>.predictions.jsonl (beside it)."""
     path = Path(csv_path)
     return path.with_name(f"{path.stem}.predictions.jsonl")
+
+
+def gold_path(predictions: str | Path) -> Path:
+    """results/<preset>.predictions.jsonl -> results/<preset>.gold.jsonl (beside it; not committed)."""
+    path = Path(predictions)
+    return path.with_name(path.name.replace(".predictions.jsonl", ".gold.jsonl"))

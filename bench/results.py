@@ -158,13 +158,18 @@ def _cell(value):
     return value
 
 
-def collect(specs, results_dir: str | Path, out: str | Path) -> dict:
+def collect(specs, results_dir: str | Path, out: str | Path, data_dir: str | Path | None = None) -> dict:
     """Write the rows of the given specs' completed runs to `out` (atomically), with the held-out protocol's rows
     derived from each run's per-epoch predictions (bench/heldout.py), and the per-example predictions behind
-    them to `<out stem>.predictions.jsonl` beside it (removed when no run has any). Returns counts by status,
-    "rows" and "heldout" (runs with heldout rows)."""
-    from bench.heldout import derive, predictions_path, write_predictions
+    them to `<out stem>.predictions.jsonl` beside it, their gold to `<out stem>.gold.jsonl` (both removed when no
+    run has any). A run folder without its gold (a clone: gold is not committed) gets it rebuilt from the release
+    files in `data_dir`; without `data_dir` that is a ConfigError naming the folders, and nothing is written.
+    Returns counts by status, "rows" and "heldout" (runs with heldout rows)."""
+    from bench.config import ConfigError
+    from bench.heldout import GoldMissing, GoldSource, derive, gold_path, predictions_path, write_predictions
 
+    source = GoldSource(data_dir) if data_dir else None
+    missing = []
     rows, records, counts = [], [], {"ok": 0, "failed": 0, "todo": 0, "heldout": 0}
     for spec in specs:
         folder = run_dir(results_dir, spec.preset, spec.run_id)
@@ -175,15 +180,24 @@ def collect(specs, results_dir: str | Path, out: str | Path) -> dict:
         counts[rows_status(got)] += 1
         for row in got:
             row.setdefault("selection", selection_of(row.get("select", "")))   # run folders older than the column
-        added, kept = derive(folder, got)
+        try:
+            added, kept = derive(folder, got, source)
+        except GoldMissing:
+            missing.append(folder)
+            continue
         counts["heldout"] += bool(added)
         rows.extend(got + added)
         records.extend(kept)
+    if missing:
+        raise ConfigError(f"{len(missing)} run folders keep no gold (labels and references are dataset content, "
+                          f"not committed), e.g. {missing[0]}: `peft-bench collect {specs[0].preset} --data-dir D` "
+                          f"rebuilds it from the release files in D; nothing was written")
     write_atomic(out, to_csv(rows))
     side = predictions_path(out)
     if records:
         write_predictions(side, records)
     else:
         side.unlink(missing_ok=True)
+        gold_path(side).unlink(missing_ok=True)
     counts["rows"] = len(rows)
     return counts

@@ -6,8 +6,8 @@ import csv
 import json
 
 
-from bench.heldout import (derive, epoch_file, gold_file, half_of, halves, heldout_predictions, predictions_path,
-                           read_epochs)
+from bench.heldout import (derive, epoch_file, gold_file, gold_id_file, gold_path, half_of, halves,
+                           heldout_predictions, predictions_path, read_epochs)
 from bench.results import write_atomic
 from bench.tasks import TASKS
 
@@ -102,6 +102,11 @@ def test_a_tiny_grid_collects_both_protocols_and_the_report_marks_them(tmp_path)
     assert sorted(r["selection"] for r in table) == ["dev"] * 4 + ["heldout"] * 4
     lines = predictions_path(out).read_text().splitlines()
     assert len(lines) == 1 + 8                                   # one gold vector, 4 runs x 2 protocols
+    # the committed files hold no dataset content: the gold line is a digest, the values sit beside (ignored)
+    assert all("gold" not in json.loads(line) for line in lines)
+    gold = [json.loads(line) for line in gold_path(predictions_path(out)).read_text().splitlines()]
+    assert len(gold) == 1 and gold[0]["gold_id"] == json.loads(lines[0])["gold_id"] and len(gold[0]["gold"]) == 32
+    assert gold_id_file(folder, "dev").read_text().strip() == gold[0]["gold_id"]
     summary = build_report("t", results_dir=tmp_path, out_root=tmp_path / "reports", plots=False)
     report = tmp_path / "reports" / "t"
     assert report / "selection.md" in summary.files

@@ -56,7 +56,12 @@ def test_show_and_collect_run_without_torch(argv, tmp_path):
         assert (tmp_path / "results" / "smoke.csv").is_file()
 
 
+DATA = REPO.parent / "shared" / "data"      # the release files, where this machine has them
+
+
 def test_report_runs_without_torch_on_the_committed_csv(tmp_path):
+    """A clone has the CSV and the predictions but no gold (dataset content is not committed): the tables keep
+    their values, the marks are left out, and the report says how to get them."""
     results = tmp_path / "results"
     results.mkdir()
     for name in ("minilm-glue.csv", "minilm-glue.predictions.jsonl", "paper.csv"):
@@ -64,8 +69,61 @@ def test_report_runs_without_torch_on_the_committed_csv(tmp_path):
     res = _cli("report", "minilm-glue", "--results", str(results), "--out", str(tmp_path / "reports"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "reports" / "minilm-glue"
-    assert (out / "glue.md").read_text() == (REPO / "reports" / "minilm-glue" / "glue.md").read_text()
+    committed = (REPO / "reports" / "minilm-glue" / "glue.md").read_text()
+    unmarked = committed.replace("**", "").replace(" \u2248", "")
+    got = (out / "glue.md").read_text()
+    table_rows = [line for line in got.splitlines() if line.startswith("| MiniLM-L6")]
+    assert table_rows and all(row in unmarked.splitlines() for row in table_rows)       # same values, no marks
+    assert not any("**" in row or "\u2248" in row for row in table_rows)
+    assert "not at hand" in (out / "selection.md").read_text()
     assert (out / "summary.png").is_file()
+
+
+def _clone_of_the_runs(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "runs" / "minilm-glue", results / "runs" / "minilm-glue",
+                    ignore=shutil.ignore_patterns("*.gold.jsonl", "state.pt", "*.lock", "*.tmp"))
+    shutil.copy(REPO / "results" / "paper.csv", results / "paper.csv")
+    return results
+
+
+def test_a_clone_rebuilds_the_gold_from_the_release_files_and_reproduces_the_committed_report(tmp_path):
+    results = _clone_of_the_runs(tmp_path)
+    assert not list(results.rglob("*.gold.jsonl")) and list(results.rglob("dev.gold.id"))
+    res = _cli("collect", "minilm-glue", "--results-dir", str(results), cwd=tmp_path)
+    assert res.returncode == 2 and "--data-dir" in res.stderr and "nothing was written" in res.stderr
+    assert not (results / "minilm-glue.csv").exists()
+    if not (DATA / "glue").is_dir():
+        pytest.skip(f"no release files at {DATA}")
+    res = _cli("collect", "minilm-glue", "--results-dir", str(results), "--data-dir", str(DATA), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for name in ("minilm-glue.csv", "minilm-glue.predictions.jsonl"):
+        assert (results / name).read_text() == (REPO / "results" / name).read_text(), name
+    assert (results / "minilm-glue.gold.jsonl").is_file()
+    res = _cli("report", "minilm-glue", "--results", str(results), "--out", str(tmp_path / "reports"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "reports" / "minilm-glue"
+    assert (out / "glue.md").read_text() == (REPO / "reports" / "minilm-glue" / "glue.md").read_text()
+    selection = (out / "selection.md").read_text().replace(f"{results}/", "results/")
+    assert selection == (REPO / "reports" / "minilm-glue" / "selection.md").read_text()
+
+
+def test_rebuilt_gold_that_is_not_the_scored_one_is_refused(tmp_path):
+    from bench.config import ConfigError
+    from bench.heldout import GoldSource, gold_id_file, read_gold
+    from bench.tasks import get_task
+
+    folder = tmp_path / "run"
+    gold_id_file(folder, "dev").parent.mkdir(parents=True)
+    gold_id_file(folder, "dev").write_text("0123456789ab\n")
+    task = get_task("sst2")
+
+    class Source(GoldSource):
+        def get(self, task, split, n):
+            return [0, 1, 1][:n]
+
+    with pytest.raises(ConfigError, match="not the one the run was scored on"):
+        read_gold(folder, "dev", task, Source("somewhere"), 3)
 
 
 def test_report_computes_intervals_and_marks_without_torch(tmp_path):

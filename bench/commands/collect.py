@@ -18,7 +18,7 @@ def run(args) -> int:
     if specs is None:
         specs = plan(args.preset, **chosen)
     out = Path(args.out or Path(args.results_dir) / f"{args.preset}.csv")
-    counts = collect(specs, args.results_dir, out)
+    counts = collect(specs, args.results_dir, out, data_dir=args.data_dir)
     print(f"{out}: {counts['rows']} rows from {counts['ok']} ok and {counts['failed']} failed runs; "
           f"{counts['todo']} of {len(specs)} runs not finished; held-out selection rows for {counts['heldout']} runs")
     return 0
@@ -27,4 +27,7 @@ def run(args) -> int:
 def register(parser) -> None:
     add_selection(parser)
     parser.add_argument("--out", default=None, help="CSV path (default results/PRESET.csv)")
+    parser.add_argument("--data-dir", default=None,
+                        help="release files to rebuild the gold (labels, references) of run folders that do not "
+                             "keep it, as in a clone: gold is not committed")
     parser.set_defaults(func=run)

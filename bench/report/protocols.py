@@ -30,22 +30,35 @@ class Predictions:
     gold: dict[str, tuple[str, list]] = field(default_factory=dict)    # gold_id -> (task, values)
     # (run_id, created_at, selection, split) -> (gold_id, predictions)
     runs: dict[tuple[str, str, str, str], tuple[str, list]] = field(default_factory=dict)
+    missing_gold: set[str] = field(default_factory=set)                 # gold ids whose values are not at hand
 
 
 def read_predictions(path: Path) -> Predictions | None:
-    """The per-example predictions file, or None when there is none; ConfigError naming the line if malformed."""
+    """The per-example predictions file, or None when there is none; ConfigError naming the line if malformed.
+    Gold values come from the gold file beside it (`<preset>.gold.jsonl`, not committed; each checked against
+    its digest) or, in files written before it existed, from the gold lines; a gold id with neither has no
+    entry in `gold`, and `missing_gold` names it."""
+    from bench.heldout import gold_id, gold_path
+
     if not path.is_file():
         return None
     out = Predictions()
+    values = _gold_values(gold_path(path))
+    names = set()
     for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-            if "gold" in obj:
-                out.gold[obj["gold_id"]] = (obj["task"], obj["gold"])
+            if "predictions" not in obj:              # a gold line: its digest (and values in older files)
+                names.add(obj["gold_id"])
+                gold = obj["gold"] if "gold" in obj else values.get(obj["gold_id"])
+                if gold is not None and gold_id(obj["task"], obj["split"], gold) == obj["gold_id"]:
+                    out.gold[obj["gold_id"]] = (obj["task"], gold)
+                else:
+                    out.missing_gold.add(obj["gold_id"])
             else:
-                if obj["gold_id"] not in out.gold:
+                if obj["gold_id"] not in names:
                     raise KeyError(f"gold_id {obj['gold_id']!r} before its gold line")
                 key = (obj["run_id"], obj.get("created_at", ""), obj["selection"], obj["split"])
                 out.runs[key] = (obj["gold_id"], obj["predictions"])
@@ -53,6 +66,24 @@ def read_predictions(path: Path) -> Predictions | None:
             raise ConfigError(f"{path} line {line_no}: not a predictions record ({exc}); expected the lines "
                               f"`peft-bench collect` writes") from None
     return out
+
+
+def _gold_values(path: Path) -> dict[str, list]:
+    if not path.is_file():
+        return {}
+    out = {}
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                out[obj["gold_id"]] = obj["gold"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{path} line {line_no}: not a gold record ({exc})") from None
+    return out
+
+
+GOLD_MISSING = ("labels / references not at hand (dataset content is not committed): `peft-bench collect "
+                "PRESET --data-dir D` rebuilds them from the release files")
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,10 @@ def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> di
                 continue
             if not cells:
                 continue
+            if gold_ids & preds.missing_gold:
+                if GOLD_MISSING not in notes:
+                    notes.append(GOLD_MISSING)
+                continue
             gold = preds.gold[gold_ids.pop()][1]
             hib = next((m.higher_is_better for r in grid.runs for (s, name), m in r.metrics.items()
                         if r.text["task"] == task and name == metric and m.higher_is_better is not None), True)
@@ -116,7 +151,7 @@ def _table_verdict(t, dev: Grid, preds: Predictions, center: str) -> tuple | Non
     if column is None:
         return None
     cells, gold_ids = _cells(dev, t.name, "dev", preds, "test")
-    if not cells or len(gold_ids) != 1:
+    if not cells or len(gold_ids) != 1 or gold_ids & preds.missing_gold:
         return None
     hib = next((m.higher_is_better for r in dev.runs for (s, name), m in r.metrics.items()
                 if r.text["task"] == t.name and (s, name) == column and m.higher_is_better is not None), True)
