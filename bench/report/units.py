@@ -25,6 +25,7 @@ SPLIT_SHORT = {"test-seen": "S", "test-unseen": "U", "test-all": "A"}
 MODEL_NAMES = {
     "roberta-base": "RoBERTa-base", "roberta-large": "RoBERTa-large", "deberta-v2-xxlarge": "DeBERTa-XXL",
     "gpt2-medium": "GPT-2 Medium", "gpt2-large": "GPT-2 Large", "minilm-l6": "MiniLM-L6",
+    "smollm2-135m": "SmolLM2-135M", "smollm2-1.7b": "SmolLM2-1.7B", "qwen2.5-0.5b": "Qwen2.5-0.5B",
     "tiny-roberta": "tiny RoBERTa", "tiny-gpt2": "tiny GPT-2",
 }
 
