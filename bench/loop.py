@@ -76,12 +76,13 @@ class _Tally:
 
 
 def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerator, cfg: TrainConfig, kind: str,
-                stats: StepStats, *, max_steps: int | None, bar) -> None:
+                stats: StepStats, *, max_steps: int | None, bar, on_loss=None) -> None:
     """One pass over `batches` (or until `max_steps`). Losses, token counts and fp16's skipped steps stay on the
     device and are read every SYNC_EVERY micro-batches and at the end, so the loop does not wait for the GPU at
     every step. A non-finite loss fails the run, except under fp16: there the scaler skips a step whose
     gradients overflow and halves its scale, and the run fails when the scale has fallen below MIN_LOSS_SCALE
-    (24 skips from 2^16 that no good step made up for: the values do not fit fp16 at any scale)."""
+    (24 skips from 2^16 that no good step made up for: the values do not fit fp16 at any scale). `on_loss`, where
+    given, gets every micro-batch's loss (detached; reading it waits for the device)."""
     model.train()
     params = [p for _, p in trainable_named(model)]
     watch = ScaleWatch(accelerator.scaler)
@@ -132,6 +133,8 @@ def _train_pass(model, batches: Iterable[dict], optimizer, scheduler, accelerato
             mask = batch.get("attention_mask")
             n_tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
             tally.add(loss.detach(), n_tokens, no_targets(batch["labels"]) if kind == "generate" else None)
+            if on_loss is not None:
+                on_loss(loss.detach())
             stats.micro_batches += 1
             examples += int(batch["input_ids"].shape[0])
             if tally.pending >= SYNC_EVERY:

@@ -166,10 +166,11 @@ def steps_per_epoch(loader, cfg: TrainConfig) -> int:
 
 
 def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig | None = None, max_steps: int,
-                accelerator=None, progress: bool = False) -> StepStats:
+                accelerator=None, progress: bool = False, on_loss=None) -> StepStats:
     """Run exactly `max_steps` optimizer steps (cycling the loader), the same step code as `fit`.
 
-    For benchmarks: prepare nothing beforehand; returns counts and wall-clock seconds of the loop.
+    For benchmarks: prepare nothing beforehand; returns counts and wall-clock seconds of the loop. `on_loss`
+    gets every micro-batch's loss (learning-rate curves, bench/perf/lrcurve.py).
     """
     cfg = cfg if cfg is not None else TrainConfig()
     accelerator = accelerator or make_accelerator(cfg)
@@ -182,7 +183,7 @@ def train_steps(model: nn.Module, loader, *, kind: str, cfg: TrainConfig | None 
     while stats.steps < max_steps:
         before = stats.micro_batches
         _train_pass(model, loader, optimizer, scheduler, accelerator, cfg, kind, stats,
-                    max_steps=max_steps, bar=bar)
+                    max_steps=max_steps, bar=bar, on_loss=on_loss)
         if stats.micro_batches == before:
             raise ValueError("train_steps: the loader is empty")
     bar.close()

@@ -45,7 +45,6 @@ def curve(spec, lr: float, steps: int, *, data_dir=None, model_dir=None) -> dict
     """Train `spec` at peak rate `lr` for `steps` optimizer steps; its per-step losses and seconds."""
     from accelerate.utils import set_seed
 
-    import bench.loop as loop
     from bench.models import apply_method, load_model
     from bench.runner import fitted_max_length, load_data, train_loader
     from bench.spec import method_object
@@ -63,20 +62,9 @@ def curve(spec, lr: float, steps: int, *, data_dir=None, model_dir=None) -> dict
     loader = train_loader(spec, task, tokenizer, data["train"], fitted_max_length(model, cfg.max_length))
     per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     losses: list[float] = []
-    original = loop.compute_loss
-
-    def recording(*args, **kwargs):
-        loss = original(*args, **kwargs)
-        losses.append(float(loss.detach()))
-        return loss
-
-    loop.compute_loss = recording
-    try:
-        start = time.perf_counter()
-        train_steps(model, loader, kind=task.kind, cfg=cfg, max_steps=steps)
-        seconds = time.perf_counter() - start
-    finally:
-        loop.compute_loss = original
+    start = time.perf_counter()
+    train_steps(model, loader, kind=task.kind, cfg=cfg, max_steps=steps, on_loss=lambda x: losses.append(float(x)))
+    seconds = time.perf_counter() - start
     if cfg.grad_accum > 1:   # one loss per optimizer step: the mean of its micro-batches
         losses = [sum(losses[i:i + cfg.grad_accum]) / cfg.grad_accum for i in range(0, len(losses), cfg.grad_accum)]
     return {"lr": lr, "losses": [round(x, 5) for x in losses], "seconds": round(seconds, 1),
