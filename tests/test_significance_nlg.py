@@ -67,9 +67,10 @@ def test_a_tiny_dev_set_gives_wider_intervals_than_a_large_one():
     assert widths[10] > 3 * widths[400]
 
 
-def _write_nlg_preset(results, preset: str, systems: dict, dev_gold, test_gold) -> None:
+def _write_nlg_preset(results, preset: str, systems: dict, dev_gold, test_gold, final: bool = False) -> None:
     """results/<preset>.csv and .predictions.jsonl as collect writes them for E2E runs: dev BLEU under dev and
-    heldout selection, test BLEU under dev selection, and the outputs behind each."""
+    heldout selection, test BLEU under dev selection, and the outputs behind each; `final`: runs that kept their
+    final state and scored only test (smollm2-nlg's protocol)."""
     from bench.heldout import write_predictions
     from bench.results import to_csv, write_atomic
     from bench.scorers.bleu_stats import corpus_bleu
@@ -78,12 +79,14 @@ def _write_nlg_preset(results, preset: str, systems: dict, dev_gold, test_gold) 
     for m, (label, seeds) in enumerate(systems.items()):
         for seed, outputs in enumerate(seeds):
             run_id = f"e2e-m{m}-s{seed}"
-            for split, selection, gold in (("dev", "dev", dev_gold), ("dev", "heldout", dev_gold),
-                                           ("test", "dev", test_gold)):
+            scored = ((("test", "final", test_gold),) if final else
+                      (("dev", "dev", dev_gold), ("dev", "heldout", dev_gold), ("test", "dev", test_gold)))
+            for split, selection, gold in scored:
                 hyps = outputs[split]
                 rows.append({"preset": preset, "run_id": run_id, "model": "tiny-gpt2", "task": "e2e",
                              "method": "lora", "method_config": f'{{"r": {m + 1}}}', "seed": seed, "lr": 1e-3,
-                             "epochs": 3, "batch_size": 8, "grad_accum": 1, "recipe": "own", "select": "best",
+                             "epochs": 3, "batch_size": 8, "grad_accum": 1, "recipe": "own",
+                             "select": "final" if final else "best",
                              "label": label, "split": split, "metric": "bleu", "selection": selection,
                              "value": corpus_bleu("e2e", bleu_statistics("e2e", hyps, gold)), "scale": "percent",
                              "higher_is_better": "true", "best_epoch": 2 if selection == "dev" else "",
@@ -114,3 +117,23 @@ def test_the_nlg_table_marks_test_bleu_and_selection_md_shows_both_protocols(tmp
     e2e = [line for line in sel.split("## E2E", 1)[1].splitlines() if line.startswith("| tiny")]
     assert len(e2e) == 3 and all(line.count("[") == 2 for line in e2e)
     assert "120 dev inputs" in sel
+
+
+def test_runs_that_kept_their_final_state_get_test_bleu_intervals_and_no_selection_talk(tmp_path):
+    from bench.report import build_report
+
+    test = _gold(150, seed=5)
+    good = [{"test": _system(test, 0.1, 50 + s)} for s in range(2)]
+    bad = [{"test": _system(test, 0.6, 60 + s)} for s in range(2)]
+    results = tmp_path / "results"
+    _write_nlg_preset(results, "nlgfinal", {"Good": good, "Bad": bad}, None, test, final=True)
+    build_report("nlgfinal", results_dir=results, out_root=tmp_path / "reports", plots=False)
+    report = tmp_path / "reports" / "nlgfinal"
+    nlg = (report / "nlg.md").read_text()
+    assert "The intervals of these BLEU columns: selection.md." in nlg and "held-out selection" not in nlg
+    sel = (report / "selection.md").read_text()
+    assert "every run kept its final state" in sel and "per-epoch dev predictions" not in sel
+    rows = [line for line in sel.split("## E2E (test BLEU", 1)[1].splitlines() if line.startswith("| tiny")]
+    assert len(rows) == 2 and all(line.count("[") == 1 for line in rows)
+    good_row = next(line for line in rows if "Good" in line)
+    assert "**" in good_row and "150 inputs" in sel

@@ -216,9 +216,11 @@ def nlg_marks(results: dict[str, TaskResult]) -> tuple[dict, str]:
         marks.update({(k, task, split, metric): "tied" for k in v.tied})
     if not marks:
         return {}, ""
+    where = ("Dev BLEU under dev and held-out selection, with intervals: selection.md." if any(
+        res.verdicts for res in results.values() if res.table is not None) else
+        "The intervals of these BLEU columns: selection.md.")
     return marks, (f"BLEU columns of {', '.join(tasks)}: **bold** the best mean over seeds, \u2248 not "
-                   f"distinguishable from it at 95% ({CORPUS_TEST_NAME}). The other metrics carry no marks. Dev BLEU "
-                   f"under dev and held-out selection, with intervals: selection.md.")
+                   f"distinguishable from it at 95% ({CORPUS_TEST_NAME}). The other metrics carry no marks. {where}")
 
 
 def plot_intervals(results: dict[str, TaskResult], protocol: str = "dev") -> dict[tuple, object]:
@@ -257,11 +259,18 @@ def selection_markdown(grids: dict[str, Grid], results: dict[str, TaskResult], p
                else []),
              f"- per-example predictions: `{pred_path}`" + ("" if pred_path.is_file() else " (absent: no "
                                                              "intervals or marks)"), ""]
-    if held is None:
+    final_only = {task for task in results if _all_final(dev, task)}
+    if held is None and final_only == set(results):
+        lines += ["**No heldout rows**: every run kept its final state (`select=final`): no epoch was chosen, so "
+                  "there is no selection for a held-out protocol to redo.", ""]
+    elif held is None:
         lines += ["**No heldout rows**: the runs of this CSV kept no per-epoch dev predictions (run folders from "
                   "before they were kept, or removed), so the held-out protocol cannot be derived without "
                   "rerunning the grid and `peft-bench collect`.", ""]
     for task, res in results.items():
+        if task in final_only and not res.verdicts and res.table is not None:
+            lines += _final_table(dev, task, res)
+            continue
         lines += [f"## {task_name(task)} ({metric_name(res.metric)}, %)", ""]
         lines += ["| Model | Method | dev | heldout | dev selection adds |", "|---|---|--:|--:|--:|"]
         for key in dev.rows:
@@ -279,6 +288,34 @@ def selection_markdown(grids: dict[str, Grid], results: dict[str, TaskResult], p
         lines.append("")
         lines += _verdict_lines(res)
     return "\n".join(lines) + "\n"
+
+
+def _all_final(grid: Grid, task: str) -> bool:
+    """Whether every complete run of `task` kept its final state (no selection, one protocol)."""
+    runs = [r for (_, t), cell in grid.cells.items() if t == task for r in cell.runs if r.status == "ok"]
+    return bool(runs) and all(r.text.get("selection") == "final" for r in runs)
+
+
+def _final_table(grid: Grid, task: str, res: TaskResult) -> list[str]:
+    """A generation task whose runs all kept their final state: the NLG table's test BLEU with its intervals."""
+    (split, metric), v = res.table
+    lines = [f"## {task_name(task)} ({split} {metric_name(metric)}, %)", "",
+             f"Every run kept its final state (`select=final`) and dev was not scored: one protocol, nothing "
+             f"selected. The NLG table's {split} {metric_name(metric)}, mean over seeds, with 95% intervals:", "",
+             f"| Model | Method | {split} | 95% interval |", "|---|---|--:|--:|"]
+    for key in grid.rows:
+        cell = grid.cells.get((key, task))
+        stat = cell.stats.get((split, metric)) if cell is not None else None
+        if stat is None or stat.center is None:
+            continue
+        text = fmt(stat.center, "percent")
+        text = f"**{text}**" if v.best == key else (f"{text} \u2248" if key in v.tied else text)
+        iv = v.intervals.get(key)
+        interval = f"[{fmt(iv.low, 'percent')}, {fmt(iv.high, 'percent')}]" if iv is not None else ""
+        lines.append(f"| {model_name(key.model)} | {key.display.replace('|', '/')} | {text} | {interval} |")
+    tied = len(v.tied)
+    return lines + ["", f"- {split}: {v.examples} {res.unit}, {v.replicates} replicates; {tied} method"
+                        f"{'s' if tied != 1 else ''} not distinguishable from the best.", ""]
 
 
 def _cell_text(grid: Grid, key: RowKey, task: str, res: TaskResult, protocol: str) -> tuple[str, float | None]:
