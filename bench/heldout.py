@@ -163,10 +163,6 @@ def read_gold(folder: str | Path, split: str, task=None, source: GoldSource | No
     return gold
 
 
-def _lines(path: Path) -> int:
-    return len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
-
-
 def parse_predictions(kind: str, lines: list[str]) -> list:
     if kind == "generate":
         return list(lines)
@@ -256,16 +252,14 @@ def derive(folder: str | Path, rows: list[dict], source: GoldSource | None = Non
     if task is None:
         return [], []
     split = task.select_split
-    kept = Path(folder) / "predictions" / f"{split}.txt"
-    gold = read_gold(folder, split, task, source, _lines(kept))
-    if gold is None or not kept.is_file():
-        return [], (_other_records(Path(folder), rows[0], task, rows[0].get("selection") or "dev", source)
-                    if task.kind == "generate" else [])
     own = rows[0].get("selection") or "dev"
-    final = parse_predictions(task.kind, kept.read_text(encoding="utf-8").splitlines())
-    records = [_record(rows[0], split, own, final, gold)]
-    if task.kind == "generate":
-        records += _other_records(Path(folder), rows[0], task, own, source)
+    kept = Path(folder) / "predictions" / f"{split}.txt"
+    lines = kept.read_text(encoding="utf-8").splitlines() if kept.is_file() else []
+    gold = read_gold(folder, split, task, source, len(lines))
+    others = _other_records(Path(folder), rows[0], task, own, source) if task.kind == "generate" else []
+    if gold is None or not lines:
+        return [], others
+    records = [_record(rows[0], split, own, parse_predictions(task.kind, lines), gold), *others]
     epochs = {e: parse_predictions(task.kind, p) for e, p in read_epochs(folder, split).items()}
     epochs = {e: p for e, p in epochs.items() if len(p) == len(gold)}
     if own != "dev" or not epochs:

@@ -55,16 +55,15 @@ def time_shape(model: str, kind: str, num_labels: int, method: str, config: dict
 
 def calibrate(specs, device_name: str, *, progress=None) -> dict:
     """Time every distinct shape of `specs`; returns and caches {shape key: {"flops_per_s", "when"}}."""
-    from bench.cost.device import device, measure_peak, merge_peaks, precision
+    from bench.cost.device import cpu_peak, device, precision
     from bench.cost.estimate import calibration_key
     from bench.cost.lengths import lengths_of, tokenizer_kind
     from bench.tasks import get_task
 
     cache = read_cache()
     key = cpu_key() if device_name == "cpu" else device_name
-    if device_name == "cpu":            # measured again now, the best figure kept (bench.cost.device.cpu_peak)
-        cache.setdefault("peaks", {})[key] = merge_peaks(cache.get("peaks", {}).get(key), measure_peak())
-        write_cache(cache)
+    if device_name == "cpu":            # measured again now, the best figure kept
+        cpu_peak(cache, key, remeasure=True)
     dev = device(device_name)
     table = cache.setdefault("shapes", {}).setdefault(key, {})
     shapes = {}

@@ -104,6 +104,10 @@ def threads() -> int:
     value = os.environ.get("OMP_NUM_THREADS")
     if value and value.isdigit() and int(value) > 0:
         return int(value)
+    return _cores()
+
+
+def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -182,13 +186,14 @@ def device(name: str | None = None) -> Device:
     return base
 
 
-def cpu_peak(cache: dict, key: str) -> dict:
+def cpu_peak(cache: dict, key: str, remeasure: bool = False) -> dict:
     """The cached matmul peak of this CPU at this thread count. A figure measured while other processes held the
     cores reads low (a busy machine once made a one-thread peak 2.4x below the idle one), so it is measured
-    again whenever the machine is quiet, and the higher figure of each precision is kept: a peak is a best case.
-    The first measurement is kept whatever the load, with the load it saw."""
+    again whenever the machine is quiet (or `remeasure`: `plan --calibrate`), and the higher figure of each
+    precision is kept: a peak is a best case. The first measurement is kept whatever the load, with the load it
+    saw."""
     cached = cache.get("peaks", {}).get(key)
-    if cached and not (_is_busy(cached.get("others_busy")) and not _is_busy(_others_busy_now())):
+    if cached and not remeasure and not (_is_busy(cached.get("others_busy")) and not _is_busy(_others_busy_now())):
         return cached
     peak = merge_peaks(cached, measure_peak())
     cache.setdefault("peaks", {})[key] = peak
@@ -264,8 +269,7 @@ def _is_busy(others: float | None) -> bool:
     """Whether other processes held some of the cores this process's threads would run on."""
     if others is None:
         return False
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return others > max(0, cores - threads()) + 0.3
+    return others > max(0, _cores() - threads()) + 0.3
 
 
 def _timed(fn) -> float:
