@@ -137,3 +137,19 @@ def test_runs_that_kept_their_final_state_get_test_bleu_intervals_and_no_selecti
     assert len(rows) == 2 and all(line.count("[") == 1 for line in rows)
     good_row = next(line for line in rows if "Good" in line)
     assert "**" in good_row and "150 inputs" in sel
+
+
+def test_without_the_gold_a_final_state_preset_says_why_it_has_no_intervals(tmp_path):
+    """A clone: predictions committed, gold (dataset content) not; selection.md names the cause and the fix."""
+    from bench.heldout import gold_path
+    from bench.report import build_report
+
+    test = _gold(60, seed=6)
+    results = tmp_path / "results"
+    _write_nlg_preset(results, "nlgclone", {"A": [{"test": _system(test, 0.2, s)} for s in range(2)]}, None, test,
+                      final=True)
+    gold_path(results / "nlgclone.predictions.jsonl").unlink()
+    build_report("nlgclone", results_dir=results, out_root=tmp_path / "reports", plots=False)
+    sel = (tmp_path / "reports" / "nlgclone" / "selection.md").read_text()
+    assert "not at hand" in sel and "--data-dir" in sel and "| dev | heldout |" not in sel
+    assert "\u2248" not in (tmp_path / "reports" / "nlgclone" / "nlg.md").read_text()

@@ -30,7 +30,7 @@ class Predictions:
     gold: dict[str, tuple[str, list]] = field(default_factory=dict)    # gold_id -> (task, values)
     # (run_id, created_at, selection, split) -> (gold_id, predictions)
     runs: dict[tuple[str, str, str, str], tuple[str, list]] = field(default_factory=dict)
-    missing_gold: set[str] = field(default_factory=set)                 # gold ids whose values are not at hand
+    missing_gold: dict[str, str] = field(default_factory=dict)          # gold_id -> task, values not at hand
 
 
 def read_predictions(path: Path) -> Predictions | None:
@@ -56,7 +56,7 @@ def read_predictions(path: Path) -> Predictions | None:
                 if gold is not None and gold_id(obj["task"], obj["split"], gold) == obj["gold_id"]:
                     out.gold[obj["gold_id"]] = (obj["task"], gold)
                 else:
-                    out.missing_gold.add(obj["gold_id"])
+                    out.missing_gold[obj["gold_id"]] = obj["task"]
             else:
                 if obj["gold_id"] not in names:
                     raise KeyError(f"gold_id {obj['gold_id']!r} before its gold line")
@@ -125,7 +125,7 @@ def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> di
                 continue
             if not cells:
                 continue
-            if gold_ids & preds.missing_gold:
+            if gold_ids & preds.missing_gold.keys():
                 if GOLD_MISSING not in notes:
                     notes.append(GOLD_MISSING)
                 continue
@@ -140,6 +140,8 @@ def verdicts(grids: dict[str, Grid], preds: Predictions | None, center_of) -> di
                 got[protocol] = compare(cells, np.asarray(gold), metric, higher_is_better=hib,
                                         center=center_of(task), majority=t.kind == "classify")
         table = _table_verdict(t, dev, preds, center_of(task)) if generate else None
+        if generate and table is None and task in preds.missing_gold.values() and GOLD_MISSING not in notes:
+            notes.append(GOLD_MISSING)
         out[task] = TaskResult(task, metric, got, "; ".join(notes), **kind, table=table)
     return out
 
@@ -151,7 +153,7 @@ def _table_verdict(t, dev: Grid, preds: Predictions, center: str) -> tuple | Non
     if column is None:
         return None
     cells, gold_ids = _cells(dev, t.name, "dev", preds, "test")
-    if not cells or len(gold_ids) != 1 or gold_ids & preds.missing_gold:
+    if not cells or len(gold_ids) != 1 or gold_ids & preds.missing_gold.keys():
         return None
     hib = next((m.higher_is_better for r in dev.runs for (s, name), m in r.metrics.items()
                 if r.text["task"] == t.name and (s, name) == column and m.higher_is_better is not None), True)
@@ -268,8 +270,10 @@ def selection_markdown(grids: dict[str, Grid], results: dict[str, TaskResult], p
                   "before they were kept, or removed), so the held-out protocol cannot be derived without "
                   "rerunning the grid and `peft-bench collect`.", ""]
     for task, res in results.items():
-        if task in final_only and not res.verdicts and res.table is not None:
-            lines += _final_table(dev, task, res)
+        if task in final_only and not res.verdicts:
+            lines += _final_table(dev, task, res) if res.table is not None else [
+                f"## {task_name(task)}", "", "Every run kept its final state (`select=final`) and dev was not scored: "
+                "one protocol, nothing selected.", "", *_verdict_lines(res)]
             continue
         lines += [f"## {task_name(task)} ({metric_name(res.metric)}, %)", ""]
         lines += ["| Model | Method | dev | heldout | dev selection adds |", "|---|---|--:|--:|--:|"]
